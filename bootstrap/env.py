@@ -1,0 +1,68 @@
+"""A ready env: where it is, what it holds, and how a process or a subprocess uses it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import site
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import LEASE_HEARTBEAT_S, touch_lease
+from .errors import BootstrapError
+
+
+@dataclass(frozen=True)
+class ReadyEnv:
+    """A published, complete env for one key."""
+
+    key: str
+    path: Path
+    manifest: Mapping[str, Any]
+    cold: bool  # True when this start installed it
+
+    @property
+    def site_dir(self) -> Path:
+        return self.path / "site"
+
+    def activate(self) -> None:
+        """Put the env first on sys.path (its .pth files processed), before any handler import."""
+        want = str(self.manifest.get("python", ""))
+        have = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        if want and want != have:
+            raise BootstrapError(
+                f"env {self.key} was built for Python {want}, this is Python {have}; "
+                f"its compiled packages would fail to load"
+            )
+        target = str(self.site_dir)
+        if sys.path and sys.path[0] == target:
+            return
+        site.addsitedir(target)
+        sys.path.remove(target)
+        sys.path.insert(0, target)
+
+    def subprocess_environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """An environment in which a child `python` sees the same packages."""
+        env = dict(base)
+        paths = [str(self.site_dir)] + ([base["PYTHONPATH"]] if base.get("PYTHONPATH") else [])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        bin_dir = self.site_dir / "bin"
+        env["PATH"] = os.pathsep.join([str(bin_dir), base.get("PATH", os.defpath)])
+        return env
+
+    def hold(self) -> None:
+        """Mark the env in use for as long as this process runs, so prune leaves it alone."""
+        touch_lease(self.path)
+
+        def beat() -> None:
+            event = threading.Event()
+            while not event.wait(LEASE_HEARTBEAT_S):
+                # If the volume went away, the worker's own I/O will say so.
+                with contextlib.suppress(OSError):
+                    touch_lease(self.path)
+
+        threading.Thread(target=beat, name="runpod-slim-lease", daemon=True).start()

@@ -1,0 +1,66 @@
+"""The bootstrap's exceptions: one base class, a few kinds, each message actionable.
+
+Every message says what happened, where, and what to do about it. The worker logs the
+message as it is and exits, so it must stand on its own in a RunPod log line.
+"""
+
+from __future__ import annotations
+
+
+class BootstrapError(Exception):
+    """Base of every error the bootstrap raises on purpose."""
+
+
+class SettingsError(BootstrapError):
+    """An environment variable has a value the bootstrap cannot use."""
+
+    def __init__(self, variable: str, value: str, allowed: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{variable}={value!r} is not valid: {allowed}")
+
+
+class PlanError(BootstrapError):
+    """No install plan fits this machine; refused before anything is downloaded."""
+
+
+class FetchError(BootstrapError):
+    """A file could not be downloaded, or its bytes were not the expected ones."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"could not fetch {url}: {reason}")
+
+
+class InstallError(BootstrapError):
+    """The package installer failed."""
+
+    def __init__(self, command: str, exit_code: int, stderr_tail: str, hint: str = "") -> None:
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        self.hint = hint
+        message = f"{command} exited with status {exit_code}"
+        if hint:
+            message += f": {hint}"
+        if stderr_tail:
+            message += f"\n--- last lines of its output ---\n{stderr_tail}"
+        super().__init__(message)
+
+
+class SmokeTestError(BootstrapError):
+    """A freshly installed env failed to import what it must; nothing was published."""
+
+    def __init__(self, package: str, stderr_tail: str) -> None:
+        self.package = package
+        self.stderr_tail = stderr_tail
+        super().__init__(
+            f"smoke test failed at {package!r}; the env was not published\n"
+            f"--- last lines of its output ---\n{stderr_tail}"
+        )
+
+
+class CacheError(BootstrapError):
+    """The cache on the volume cannot be used (not writable, full, lock held too long)."""

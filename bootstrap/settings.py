@@ -1,0 +1,179 @@
+"""Every environment variable the worker reads, in one frozen Settings.
+
+`load_settings(environ)` is the one place that reads the environment, and it takes the mapping
+as an argument so that tests pass a dict. A bad value is refused with the variable, the value
+and what is allowed. Nothing here touches the network or the GPU.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SettingsError
+
+HANDLER_TYPE = "HANDLER_TYPE"
+VOLUME = "RUNPOD_SLIM_VOLUME"
+CACHE = "RUNPOD_SLIM_CACHE"
+GPU = "RUNPOD_SLIM_GPU"
+TORCH_VARIANT = "RUNPOD_SLIM_TORCH_VARIANT"
+FLASH_ATTN = "RUNPOD_SLIM_FLASH_ATTN"
+INDEX_URL = "RUNPOD_SLIM_INDEX_URL"
+TORCH_INDEX_URL = "RUNPOD_SLIM_TORCH_INDEX_URL"
+FIND_LINKS = "RUNPOD_SLIM_FIND_LINKS"
+FLASH_ATTN_MIRROR = "RUNPOD_SLIM_FLASH_ATTN_MIRROR"
+OFFLINE = "RUNPOD_SLIM_OFFLINE"
+INSTALLER = "RUNPOD_SLIM_INSTALLER"
+LOCK_TIMEOUT = "RUNPOD_SLIM_LOCK_TIMEOUT"
+RETRIES = "RUNPOD_SLIM_RETRIES"
+KEEP_ENVS = "RUNPOD_SLIM_KEEP_ENVS"
+WHEELHOUSE = "RUNPOD_SLIM_WHEELHOUSE"
+FAILPOINT = "RUNPOD_SLIM_FAILPOINT"
+
+HANDLERS = ("audio", "tts", "video", "storage")
+DEFAULT_HANDLER = "storage"
+DEFAULT_VOLUME = "/runpod-volume"
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+DEFAULT_TORCH_INDEX_URL = "https://download.pytorch.org/whl"
+DEFAULT_FLASH_ATTN_MIRROR = "https://github.com/Dao-AILab/flash-attention/releases/download"
+# Wheels baked into the image (pynvml, uv) so that a first start needs no extra round trip.
+DEFAULT_WHEELHOUSE = "/opt/runpod-slim/wheels"
+
+TORCH_VARIANTS = ("auto", "cu126", "cu128", "cpu")
+FLASH_ATTN_POLICIES = ("auto", "off", "required")
+INSTALLERS = ("auto", "uv", "pip")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the bootstrap and the worker were asked to do, parsed and checked."""
+
+    handler_type: str
+    volume: Path
+    cache_root: Path
+    gpu: str  # "auto", "none", or a spec "NAME:MAJOR.MINOR:DRIVER"
+    torch_variant: str
+    flash_attn: str
+    index_url: str
+    torch_index_url: str
+    find_links: tuple[str, ...]
+    flash_attn_mirror: str
+    offline: bool
+    installer: str
+    lock_timeout_s: float
+    retries: int
+    keep_envs: int
+    wheelhouse: Path
+    ca_bundle: str | None
+    # Tests only: the bootstrap SIGKILLs itself at this point of an install (see ensure.py).
+    failpoint: str | None = None
+
+    @property
+    def volume_attached(self) -> bool:
+        """True when the network volume's mount point exists."""
+        return self.volume.is_dir()
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping, refusing bad values with a clear message."""
+    volume = Path(environ.get(VOLUME) or DEFAULT_VOLUME)
+    return Settings(
+        handler_type=_choice(environ, HANDLER_TYPE, DEFAULT_HANDLER, HANDLERS),
+        volume=volume,
+        cache_root=_cache_root(environ, volume),
+        gpu=_gpu(environ),
+        torch_variant=_choice(environ, TORCH_VARIANT, "auto", TORCH_VARIANTS),
+        flash_attn=_choice(environ, FLASH_ATTN, "auto", FLASH_ATTN_POLICIES),
+        index_url=_url(environ, INDEX_URL, DEFAULT_INDEX_URL),
+        torch_index_url=_url(environ, TORCH_INDEX_URL, DEFAULT_TORCH_INDEX_URL),
+        find_links=tuple(environ.get(FIND_LINKS, "").replace(",", " ").split()),
+        flash_attn_mirror=_url(environ, FLASH_ATTN_MIRROR, DEFAULT_FLASH_ATTN_MIRROR),
+        offline=_flag(environ, OFFLINE),
+        installer=_choice(environ, INSTALLER, "auto", INSTALLERS),
+        lock_timeout_s=_number(environ, LOCK_TIMEOUT, 1800.0, minimum=1.0),
+        retries=int(_number(environ, RETRIES, 3, minimum=0)),
+        keep_envs=int(_number(environ, KEEP_ENVS, 3, minimum=1)),
+        wheelhouse=Path(environ.get(WHEELHOUSE) or DEFAULT_WHEELHOUSE),
+        ca_bundle=_ca_bundle(environ),
+        failpoint=environ.get(FAILPOINT) or None,
+    )
+
+
+def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
+    """A ' (did you mean X?)' suffix when a choice is close to the value, else ''."""
+    close = difflib.get_close_matches(value.lower(), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = environ.get(name, "").strip() or default
+    if value.lower() in choices:
+        return value.lower()
+    raise SettingsError(
+        name, value, f"choose one of {', '.join(choices)}{did_you_mean(value, choices)}"
+    )
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(name, value, "use 1/true/yes/on or 0/false/no/off")
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, raw, f"a number >= {minimum:g}") from None
+    if value < minimum:
+        raise SettingsError(name, raw, f"a number >= {minimum:g}")
+    return value
+
+
+def _url(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, "").strip() or default
+    if not value.startswith(("https://", "http://", "file://")):
+        raise SettingsError(name, value, "an https://, http:// or file:// URL")
+    return value.rstrip("/")
+
+
+def _gpu(environ: Mapping[str, str]) -> str:
+    value = environ.get(GPU, "").strip() or "auto"
+    if value.lower() in ("auto", "none"):
+        return value.lower()
+    # A spec plans for a GPU that is not here (a baked image built on a CPU machine).
+    from .gpu import parse_gpu_spec
+
+    parse_gpu_spec(value, variable=GPU)
+    return value
+
+
+def _cache_root(environ: Mapping[str, str], volume: Path) -> Path:
+    explicit = environ.get(CACHE, "").strip()
+    if explicit:
+        return Path(explicit)
+    if volume.is_dir():
+        return volume / ".runpod-slim"
+    xdg = environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg) if xdg else Path(environ.get("HOME") or os.path.expanduser("~")) / ".cache"
+    return base / "runpod-slim"
+
+
+def _ca_bundle(environ: Mapping[str, str]) -> str | None:
+    # The names Python's ssl, requests and curl users already set for a corporate CA.
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"):
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None

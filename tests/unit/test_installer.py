@@ -1,0 +1,213 @@
+"""Installer command lines, retries on network errors, and the smoke test in a real child."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from bootstrap.cache import Layout
+from bootstrap.errors import CacheError, InstallError, SmokeTestError
+from bootstrap.gpu import no_gpu, parse_gpu_spec
+from bootstrap.installer import (
+    Tool,
+    install_command,
+    requirements_file,
+    run_install,
+    run_streaming,
+    smoke_test,
+)
+from bootstrap.plan import InstallPlan, plan
+from bootstrap.profiles import PROFILES, Profile
+from bootstrap.settings import Settings
+
+Make = Callable[..., Settings]
+UV = Tool("uv", ("/bin/uv",))
+PIP = Tool("pip", ("/usr/bin/python3", "-m", "pip"))
+
+
+def test_hashed_lock_installs_without_resolution(make_settings: Make, locks_dir: Path) -> None:
+    settings = make_settings(RUNPOD_SLIM_FIND_LINKS="/wheels")
+    the_plan = plan(PROFILES["storage"], no_gpu("x"), "3.11", settings, locks_dir=locks_dir)
+    argv = install_command(UV, the_plan, Path("/s"), Path("/r.txt"), settings, "/py")
+    assert argv == [
+        "/bin/uv",
+        "pip",
+        "install",
+        "--target",
+        "/s",
+        "--python",
+        "/py",
+        "--no-config",
+        "--only-binary",
+        ":all:",
+        "-r",
+        "/r.txt",
+        "--find-links",
+        "/wheels",
+        "--require-hashes",
+        "--no-deps",
+        "--index-url",
+        "https://pypi.org/simple",
+    ]
+    pip = install_command(PIP, the_plan, Path("/s"), Path("/r.txt"), settings, "/py")
+    assert pip[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
+    assert pip[-2:] == ["--require-hashes", "--no-deps"]
+
+
+def test_unhashed_lock_resolves_torch_from_its_own_index(
+    make_settings: Make, locks_dir: Path
+) -> None:
+    settings = make_settings(RUNPOD_SLIM_TORCH_VARIANT="cu128")
+    the_plan = plan(
+        PROFILES["audio"],
+        parse_gpu_spec("NVIDIA B200:10.0:575.57.08"),
+        "3.11",
+        settings,
+        locks_dir=locks_dir,
+    )
+    argv = install_command(UV, the_plan, Path("/s"), Path("/r.txt"), settings, "/py")
+    assert "--require-hashes" not in argv and "--no-deps" not in argv
+    assert argv[-6:] == [
+        "--index",
+        "https://torch.example/whl/cu128",
+        "--default-index",
+        "https://pypi.org/simple",
+        "--index-strategy",
+        "unsafe-best-match",
+    ]
+
+
+def test_flash_attn_wheel_is_pinned_by_path_and_hash(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    the_plan = plan(
+        PROFILES["audio"],
+        parse_gpu_spec("NVIDIA A100:8.0:550.54.15"),
+        "3.11",
+        make_settings(),
+        locks_dir=locks_dir,
+    )
+    wheel = tmp_path / the_plan.flash_attn.filename  # type: ignore[union-attr]
+    text = requirements_file(the_plan, tmp_path, wheel).read_text()
+    assert text.startswith(the_plan.lock.text)
+    assert text.endswith(
+        f"flash-attn @ {wheel.as_uri()} --hash=sha256:{the_plan.flash_attn.sha256}\n"  # type: ignore[union-attr]
+    )
+
+
+class ScriptedRunner:
+    """Answers each command with the next (exit code, output) and records the commands."""
+
+    def __init__(self, answers: list[tuple[int, list[str]]]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path | None,
+        on_line: Callable[[str], None],
+    ) -> tuple[int, list[str]]:
+        self.calls.append(list(argv))
+        code, lines = self.answers.pop(0)
+        for line in lines:
+            on_line(line)
+        return code, lines
+
+
+def test_network_errors_are_retried_then_reported() -> None:
+    refused = (
+        2,
+        [
+            "error: Failed to fetch: `http://127.0.0.1:1/simple/boto3/`",
+            "  Caused by: tcp connect error: Connection refused (os error 111)",
+        ],
+    )
+    runner = ScriptedRunner([refused, refused, refused])
+    waits: list[float] = []
+    with pytest.raises(InstallError) as info:
+        run_install(
+            ["uv", "pip", "install"], {}, retries=2, runner=runner, log=print, sleep=waits.append
+        )
+    assert len(runner.calls) == 3 and waits == [2.0, 4.0]
+    assert "the package index could not be reached (after 3 attempts)" in str(info.value)
+    assert "Connection refused" in info.value.stderr_tail
+
+
+def test_other_errors_are_not_retried() -> None:
+    runner = ScriptedRunner([(1, ["error: Hash mismatch for `boto3==1.0`"])])
+    with pytest.raises(InstallError, match="exited with status 1: see the installer's output"):
+        run_install(["uv", "pip", "install"], {}, retries=3, runner=runner, log=print)
+    assert len(runner.calls) == 1
+
+
+def test_a_retry_that_succeeds_is_enough() -> None:
+    runner = ScriptedRunner([(2, ["connection reset by peer"]), (0, ["Installed 3 packages"])])
+    run_install(["uv"], {}, retries=3, runner=runner, log=print, sleep=lambda _: None)
+    assert len(runner.calls) == 2
+
+
+# --- smoke test: a real child interpreter on a real site dir ---------------------------------
+
+
+def smoke_plan(make_settings: Make, locks_dir: Path, imports: tuple[str, ...]) -> InstallPlan:
+    profile = Profile("storage", torch=False, flash_attn=False, imports=imports)
+    return plan(profile, no_gpu("x"), "3.11", make_settings(), locks_dir=locks_dir)
+
+
+def test_smoke_imports_from_the_env(make_settings: Make, locks_dir: Path, tmp_path: Path) -> None:
+    site = tmp_path / "staging" / "site"
+    (site / "alpha").mkdir(parents=True)
+    (site / "alpha" / "__init__.py").write_text("VALUE = 1\n")
+    logged: list[str] = []
+    smoke_test(
+        smoke_plan(make_settings, locks_dir, ("alpha",)),
+        site,
+        runner=run_streaming,
+        log=logged.append,
+    )
+    assert logged == ["smoke: imported alpha"]
+
+
+def test_smoke_names_the_package_that_failed(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "staging" / "site"
+    site.mkdir(parents=True)
+    (site / "good.py").write_text("")
+    (site / "broken.py").write_text(
+        "raise ImportError('libfoo.so.1: cannot open shared object file')\n"
+    )
+    with pytest.raises(SmokeTestError) as info:
+        smoke_test(
+            smoke_plan(make_settings, locks_dir, ("good", "broken")),
+            site,
+            runner=run_streaming,
+            log=print,
+        )
+    assert info.value.package == "broken"
+    assert "libfoo.so.1: cannot open shared object file" in info.value.stderr_tail
+
+
+def test_smoke_refuses_a_module_found_outside_the_env(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "staging" / "site"
+    site.mkdir(parents=True)
+    # pytest is installed in the test venv, not in this env: it must not count.
+    with pytest.raises(SmokeTestError) as info:
+        smoke_test(
+            smoke_plan(make_settings, locks_dir, ("pytest",)), site, runner=run_streaming, log=print
+        )
+    assert "pytest was imported from" in info.value.stderr_tail
+    assert "not from the env" in info.value.stderr_tail
+
+
+def test_layout_prepare_names_the_setting_when_the_root_is_unwritable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(CacheError, match="Set RUNPOD_SLIM_CACHE to a writable directory"):
+        Layout(blocker / "cache").prepare()
