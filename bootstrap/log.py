@@ -53,12 +53,15 @@ class StartLog:
     def phase(self, name: str) -> Iterator[Phase]:
         phase = Phase(name)
         begin = self.clock()
+        failed = True
         try:
             yield phase
+            failed = False
         finally:
             took = self.clock() - begin
             self.durations[name] = self.durations.get(name, 0.0) + took
-            self.log(f"{name}: {phase.detail or 'done'} ({_fmt(took)})")
+            detail = "failed" if failed else phase.detail or "done"
+            self.log(f"{name}: {detail} ({_fmt(took)})")
 
     def state(self, state: str, detail: str = "") -> None:
         self.log(f"state={state}" + (f" {detail}" if detail else ""))

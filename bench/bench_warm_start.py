@@ -1,0 +1,62 @@
+"""Warm start: what a cache-hit `bootstrap.ensure()` adds to Python's own start-up.
+
+    python3 bench/bench_warm_start.py [--runs 30]
+
+Installs the storage env once (cold, not timed), then times, alternating, `python3 -c pass`
+(the baseline) and a process that imports the bootstrap, loads settings and runs ensure() on
+the warm cache, activation included. Reports medians and the difference. Target: <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import REPO, report, timed
+
+ENSURE = (
+    "import os, bootstrap; "
+    "bootstrap.ensure(bootstrap.load_settings(os.environ), log=lambda line: None)"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
+        env = {
+            **os.environ,
+            "HANDLER_TYPE": "storage",
+            "RUNPOD_SLIM_CACHE": str(Path(tmp) / "cache"),
+            "RUNPOD_SLIM_VOLUME": str(Path(tmp) / "no-volume"),
+            "PYTHONPATH": str(REPO),
+        }
+        cold = timed([sys.executable, "-m", "bootstrap", "install"], env)
+        baseline, warm = [], []
+        for _ in range(args.runs):
+            baseline.append(timed([sys.executable, "-c", "pass"], env))
+            warm.append(timed([sys.executable, "-c", ENSURE], env))
+    base_ms = statistics.median(baseline) * 1000
+    warm_ms = statistics.median(warm) * 1000
+    report(
+        "warm_start",
+        {
+            "command": "python3 bench/bench_warm_start.py",
+            "runs": args.runs,
+            "cold_install_s": round(cold, 2),
+            "python_startup_median_ms": round(base_ms, 1),
+            "warm_ensure_process_median_ms": round(warm_ms, 1),
+            "ensure_overhead_ms": round(warm_ms - base_ms, 1),
+            "target_overhead_ms": 50,
+            "ratio_to_python_startup": round(warm_ms / base_ms, 2),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

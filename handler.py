@@ -1,0 +1,145 @@
+"""The worker's entry point: bootstrap, then serve jobs with the handler HANDLER_TYPE names.
+
+    python3 handler.py                                  serve (on RunPod)
+    python3 handler.py --test_input '{"input": {...}}'  run one job locally and exit
+    python3 handler.py --rp_serve_api --rp_api_port 8000    the SDK's local API server
+
+Nothing runs at import: main() reads the settings, makes sure the handler's env is installed
+and active (bootstrap.ensure), and only then imports the handler and the RunPod SDK, which
+live in that env.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from handlers.base import Handler
+
+LOG = logging.getLogger("runpod-slim")
+JobFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def main(environ: Mapping[str, str] = os.environ) -> int:
+    """Bootstrap, set the handler up once, and hand it to the RunPod SDK."""
+    from bootstrap import BootstrapError, ensure, load_settings
+    from bootstrap.log import configure
+
+    configure()
+    try:
+        settings = load_settings(environ)
+        ensure(settings, environ=environ).hold()
+    except BootstrapError as exc:
+        LOG.error("the worker cannot start: %s", exc)
+        return 1
+
+    import runpod  # from the env ensure() just activated
+
+    handler = build_handler(environ)
+    on_runpod = bool(environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+
+    def progress(job: dict[str, Any], message: str) -> None:
+        if on_runpod:
+            runpod.serverless.progress_update(job, message)
+        LOG.info("job %s: %s", job.get("id", "?"), message)
+
+    runpod.serverless.start({"handler": adapt(handler, progress), "return_aggregate_stream": True})
+    return 0
+
+
+def build_handler(environ: Mapping[str, str]) -> Handler:
+    """The chosen handler, set up once; a setup failure is kept on it, not raised."""
+    import handlers
+    from bootstrap.settings import load_settings
+    from handlers.config import load_config
+
+    config = load_config(environ)
+    handler = handlers.load(load_settings(environ).handler_type)(config)
+    try:
+        handler.setup()
+        LOG.info("state=ready handler=%s set up", handler.name)
+    except Exception as exc:
+        handler.setup_error = f"{type(exc).__name__}: {exc}"
+        LOG.error(
+            "handler %s setup failed; every job will report it:\n%s",
+            handler.name,
+            traceback.format_exc(),
+        )
+    return handler
+
+
+def adapt(
+    handler: Handler, progress: Callable[[dict[str, Any], str], None]
+) -> Callable[[dict[str, Any]], Any]:
+    """The function the SDK calls per job: one error shape, temp files always removed."""
+    from handlers.base import JobContext
+    from handlers.errors import JobError
+    from handlers.io import redact
+
+    def context(job: dict[str, Any], workdir: Path) -> JobContext:
+        raw = job.get("input")
+        if not isinstance(raw, dict):
+            raise JobError(f"input must be a JSON object, got {type(raw).__name__}")
+        secrets = list(handler.config.secrets())
+        return JobContext(
+            id=str(job.get("id", "local")),
+            input=raw,
+            workdir=workdir,
+            config=handler.config,
+            report_progress=lambda message: progress(job, redact(message, secrets)),
+            secrets=secrets,
+        )
+
+    def failure(exc: BaseException, secrets: list[str]) -> dict[str, Any]:
+        if isinstance(exc, JobError):
+            return {"error": redact(str(exc), secrets)}
+        LOG.error("job failed:\n%s", redact(traceback.format_exc(), secrets))
+        return {
+            "error": redact(
+                f"internal error in {handler.name}: {type(exc).__name__}: {exc}", secrets
+            )
+        }
+
+    if handler.streaming:
+
+        async def stream_job(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+            if handler.setup_error:
+                yield {"error": f"{handler.name} setup failed: {handler.setup_error}"}
+                return
+            secrets: list[str] = list(handler.config.secrets())
+            with tempfile.TemporaryDirectory(prefix="runpod-slim-job-") as tmp:
+                try:
+                    ctx = context(job, Path(tmp))
+                    secrets = ctx.secrets
+                    async for chunk in handler.stream(ctx):
+                        yield chunk
+                except Exception as exc:
+                    yield failure(exc, secrets)
+
+        return stream_job
+
+    async def run_job(job: dict[str, Any]) -> dict[str, Any]:
+        if handler.setup_error:
+            return {"error": f"{handler.name} setup failed: {handler.setup_error}"}
+        secrets: list[str] = list(handler.config.secrets())
+        with tempfile.TemporaryDirectory(prefix="runpod-slim-job-") as tmp:
+            try:
+                ctx = context(job, Path(tmp))
+                secrets = ctx.secrets
+                output: dict[str, Any] = await handler.run(ctx)
+                return output
+            except Exception as exc:
+                return failure(exc, secrets)
+
+    return run_job
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""What the handlers read from the environment, parsed once from a mapping passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootstrap.errors import SettingsError
+from bootstrap.settings import load_settings
+
+ALLOW_PRIVATE_URLS = "RUNPOD_SLIM_ALLOW_PRIVATE_URLS"
+SDK_ALLOW_PRIVATE_URLS = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the RunPod SDK's own name
+MAX_DOWNLOAD_MB = "RUNPOD_SLIM_MAX_DOWNLOAD_MB"
+INLINE_MAX_MB = "RUNPOD_SLIM_INLINE_MAX_MB"
+BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
+BUCKET_ACCESS_KEY_ID = "BUCKET_ACCESS_KEY_ID"
+BUCKET_SECRET_ACCESS_KEY = "BUCKET_SECRET_ACCESS_KEY"
+BUCKET_REGION = "BUCKET_REGION"
+
+
+@dataclass(frozen=True)
+class BucketCredentials:
+    """Where and how to reach an S3-compatible store. The secret is never logged or returned."""
+
+    endpoint_url: str | None
+    access_key_id: str
+    secret_access_key: str
+    region: str = "us-east-1"
+
+    def __repr__(self) -> str:
+        return f"BucketCredentials(endpoint_url={self.endpoint_url!r}, access_key_id=***)"
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    """Limits and locations shared by every handler."""
+
+    volume: Path
+    cache_root: Path  # the bootstrap's cache (the storage handler's `cache` action)
+    keep_envs: int
+    allow_private_urls: bool
+    max_download_bytes: int
+    inline_max_bytes: int  # outputs larger than this go to the bucket or the volume
+    bucket: BucketCredentials | None
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.bucket.secret_access_key,) if self.bucket else ()
+
+
+def load_config(environ: Mapping[str, str]) -> HandlerConfig:
+    """Handler settings from an environment mapping; bad values name the variable."""
+    bucket = None
+    key, secret = environ.get(BUCKET_ACCESS_KEY_ID, ""), environ.get(BUCKET_SECRET_ACCESS_KEY, "")
+    if key and secret:
+        bucket = BucketCredentials(
+            endpoint_url=environ.get(BUCKET_ENDPOINT_URL) or None,
+            access_key_id=key,
+            secret_access_key=secret,
+            region=environ.get(BUCKET_REGION) or "us-east-1",
+        )
+    bootstrap = load_settings(environ)
+    private = environ.get(ALLOW_PRIVATE_URLS) or environ.get(SDK_ALLOW_PRIVATE_URLS) or ""
+    return HandlerConfig(
+        volume=bootstrap.volume,
+        cache_root=bootstrap.cache_root,
+        keep_envs=bootstrap.keep_envs,
+        allow_private_urls=private.strip().lower() in ("1", "true", "yes", "on"),
+        max_download_bytes=int(_megabytes(environ, MAX_DOWNLOAD_MB, 2048) * 1e6),
+        # /run takes 10 MB; base64 grows bytes by 4/3, and the JSON around it needs room.
+        inline_max_bytes=int(_megabytes(environ, INLINE_MAX_MB, 7) * 1e6),
+        bucket=bucket,
+    )
+
+
+def _megabytes(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, raw, "a number of megabytes > 0") from None
+    if value <= 0:
+        raise SettingsError(name, raw, "a number of megabytes > 0")
+    return value

@@ -1,0 +1,379 @@
+"""Where job data comes from and where results go.
+
+Sources: `https://` and `http://` URLs, `s3://bucket/key`, `volume://path` under the network
+volume, and base64 fields. Destinations: `s3://bucket/key` and `volume://path`. Every source
+lands in the job's own directory as a file, streamed, under a size limit.
+
+Safety, in one place:
+- a volume path never leaves the volume: no absolute paths, no `..`, no symlink out;
+- a URL download goes to public addresses only (every address its host resolves to, and
+  every redirect), unless RUNPOD_SLIM_ALLOW_PRIVATE_URLS is set; no other schemes;
+- credentials are never logged or returned: errors pass through `redact`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import ipaddress
+import os
+import shutil
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from .config import BucketCredentials, HandlerConfig
+from .errors import JobError
+from .validation import Field, validate
+
+SOURCE_SCHEMES = ("https", "http", "s3", "volume")
+_CHUNK = 1 << 20
+CREDENTIAL_FIELDS = {
+    "endpoint_url": Field(str, help="the S3 endpoint, such as https://s3.example.com"),
+    "access_key_id": Field(str, required=True),
+    "secret_access_key": Field(str, required=True),
+    "region": Field(str, default="us-east-1"),
+}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def redact(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    """`text` with every secret replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+# --- locations --------------------------------------------------------------------------------
+
+
+def parse_s3(url: str, field: str) -> S3Location:
+    parsed = urllib.parse.urlsplit(url)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if parsed.scheme != "s3" or not bucket:
+        raise JobError(f"{field}={url!r} is not an s3:// location; write s3://bucket/key")
+    return S3Location(bucket, key)
+
+
+def volume_path(url: str, field: str, config: HandlerConfig) -> Path:
+    """The file under the volume that `volume://relative/path` names; never outside it."""
+    if not url.startswith("volume://"):
+        raise JobError(f"{field}={url!r} is not a volume:// location; write volume://path")
+    relative = url[len("volume://") :]
+    parts = PurePosixPath(relative).parts
+    if relative.startswith("/") or not relative or ".." in parts:
+        raise JobError(
+            f"{field}={url!r} must be a relative path under the volume, without '..' "
+            f"(such as volume://inputs/clip.mp4)"
+        )
+    root = config.volume.resolve()
+    if not root.is_dir():
+        raise JobError(f"{field}={url!r}: no network volume is attached at {config.volume}")
+    path = (root / relative).resolve()
+    if path != root and root not in path.parents:
+        raise JobError(f"{field}={url!r} leads out of the volume through a symbolic link; refused")
+    return path
+
+
+def scheme_of(url: str, field: str, allowed: tuple[str, ...] = SOURCE_SCHEMES) -> str:
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in allowed:
+        raise JobError(
+            f"{field}={_short(url)} has scheme {scheme or 'none'!r}; allowed: "
+            + ", ".join(f"{s}://" for s in allowed)
+        )
+    return scheme
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+
+def credentials_for(
+    job_input: Mapping[str, Any], config: HandlerConfig, job_secrets: list[str]
+) -> BucketCredentials:
+    """The job's own credentials if it gives them, else the worker's BUCKET_* settings."""
+    given = job_input.get("credentials")
+    if given is not None:
+        if isinstance(given, dict) and isinstance(given.get("secret_access_key"), str):
+            job_secrets.append(given["secret_access_key"])
+        checked = validate(given, CREDENTIAL_FIELDS, where="input.credentials")
+        return BucketCredentials(
+            checked["endpoint_url"],
+            checked["access_key_id"],
+            checked["secret_access_key"],
+            checked["region"],
+        )
+    if config.bucket is None:
+        raise JobError(
+            "this job needs S3 credentials: set BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and "
+            "BUCKET_SECRET_ACCESS_KEY on the endpoint, or pass input.credentials"
+        )
+    return config.bucket
+
+
+def s3_client(credentials: BucketCredentials) -> Any:
+    """A boto3 S3 client for these credentials (path-style: works with every S3 server)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=credentials.endpoint_url,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        region_name=credentials.region,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 5, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def transfer_config() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    # Multipart above 64 MiB in 16 MiB parts: big objects go in parallel and resume by part.
+    return TransferConfig(
+        multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=8
+    )
+
+
+def s3_error(exc: Exception, location: object) -> JobError:
+    """A botocore error as one sentence naming the object and the server's answer."""
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {}) if isinstance(response, dict) else {}
+    code = error.get("Code") or type(exc).__name__
+    message = error.get("Message") or str(exc)
+    hints = {
+        "InvalidAccessKeyId": "the access key is not known to this server",
+        "SignatureDoesNotMatch": "the secret key is wrong",
+        "AccessDenied": "these credentials may not do this",
+        "NoSuchBucket": "no such bucket",
+        "NoSuchKey": "no such object",
+        "404": "no such object",
+        "403": "access denied: check the credentials",
+    }
+    hint = hints.get(str(code), message)
+    return JobError(f"S3 refused {location}: {code}: {hint}")
+
+
+# --- fetching sources ----------------------------------------------------------------------
+
+
+def fetch_source(
+    url: str,
+    field: str,
+    job_input: Mapping[str, Any],
+    config: HandlerConfig,
+    workdir: Path,
+    job_secrets: list[str],
+    *,
+    name: str = "source",
+) -> Path:
+    """Bring the file at `url` into workdir; returns its local path. Blocking: run in a thread."""
+    scheme = scheme_of(url, field)
+    dest = workdir / name
+    if scheme == "volume":
+        path = volume_path(url, field, config)
+        if not path.is_file():
+            raise JobError(f"{field}={url!r}: no such file on the volume")
+        _check_size(path.stat().st_size, field, config)
+        return path  # read in place: the volume is already local
+    if scheme == "s3":
+        location = parse_s3(url, field)
+        client = s3_client(credentials_for(job_input, config, job_secrets))
+        try:
+            head = client.head_object(Bucket=location.bucket, Key=location.key)
+            _check_size(int(head["ContentLength"]), field, config)
+            client.download_file(location.bucket, location.key, str(dest), Config=transfer_config())
+        except JobError:
+            raise
+        except Exception as exc:
+            raise s3_error(exc, location) from None
+        return dest
+    _download_url(url, field, dest, config)
+    return dest
+
+
+def decode_base64(data: str, field: str, dest: Path, config: HandlerConfig) -> Path:
+    """Write a base64 field to dest, refusing what is not base64 or is over the size limit."""
+    if len(data) * 3 // 4 > config.max_download_bytes:
+        raise JobError(
+            f"{field} decodes to over {config.max_download_bytes / 1e6:.0f} MB, the limit"
+        )
+    if data.startswith("data:") and "," in data:
+        data = data.split(",", 1)[1]  # a data: URL's payload
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise JobError(f"{field} is not valid base64") from None
+    dest.write_bytes(raw)
+    return dest
+
+
+def _check_size(size: int, field: str, config: HandlerConfig) -> None:
+    if size > config.max_download_bytes:
+        raise JobError(
+            f"{field} is {size / 1e6:.1f} MB; the limit is "
+            f"{config.max_download_bytes / 1e6:.0f} MB "
+            f"(RUNPOD_SLIM_MAX_DOWNLOAD_MB)"
+        )
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    def __init__(self, field: str, config: HandlerConfig) -> None:
+        self.field, self.config = field, config
+
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> Any:
+        scheme_of(newurl, self.field, ("https", "http"))
+        _check_host(newurl, self.field, self.config)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _check_host(url: str, field: str, config: HandlerConfig) -> None:
+    if config.allow_private_urls:
+        return
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise JobError(f"{field}: cannot resolve host {host!r} ({exc.strerror})") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise JobError(
+                f"{field}={_short(url)} points to a private or local address ({address}); "
+                f"refused. Set RUNPOD_SLIM_ALLOW_PRIVATE_URLS=1 to allow it"
+            )
+
+
+def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> None:
+    _check_host(url, field, config)
+    opener = urllib.request.build_opener(_CheckedRedirects(field, config))
+    request = urllib.request.Request(url, headers={"User-Agent": "runpod-slim"})
+    try:
+        with opener.open(request, timeout=60) as response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit():
+                _check_size(int(length), field, config)
+            with _atomic_write(dest) as out:
+                done = 0
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    done += len(chunk)
+                    _check_size(done, field, config)
+                    out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise JobError(f"{field}: {_short(url)} answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, JobError):
+            raise exc.reason from None
+        raise JobError(f"{field}: cannot download {_short(url)}: {exc.reason}") from None
+    except (TimeoutError, OSError) as exc:
+        raise JobError(f"{field}: cannot download {_short(url)}: {exc}") from None
+
+
+# --- writing results ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _atomic_write(dest: Path) -> Iterator[IO[bytes]]:
+    """Write to a temporary name beside dest, then rename: never a half-written file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.urandom(4).hex()}.part")
+    try:
+        with tmp.open("wb") as out:
+            yield out
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_file(source: Path, dest: Path) -> None:
+    """Copy into place atomically (the volume is shared: readers never see a partial file)."""
+    with source.open("rb") as src, _atomic_write(dest) as out:
+        shutil.copyfileobj(src, out, _CHUNK)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def presign(client: Any, location: S3Location, expires_s: int) -> str:
+    url: str = client.generate_presigned_url(
+        "get_object", Params={"Bucket": location.bucket, "Key": location.key}, ExpiresIn=expires_s
+    )
+    return url
+
+
+def deliver(
+    path: Path,
+    destination: str | None,
+    field: str,
+    job_input: Mapping[str, Any],
+    config: HandlerConfig,
+    job_secrets: list[str],
+    *,
+    job_id: str,
+    expires_s: int = 3600,
+) -> dict[str, Any]:
+    """Put a result file where it was asked for, or inline when small enough.
+
+    Returns the output fields: `base64` inline; or `destination` and `url` (s3, presigned) or
+    `path` (volume). Too big for inline without a destination: the volume when attached, else
+    a clear error saying to give one.
+    """
+    size = path.stat().st_size
+    if destination is None:
+        if size <= config.inline_max_bytes:
+            return {"base64": base64.b64encode(path.read_bytes()).decode(), "bytes": size}
+        if not config.volume.is_dir():
+            raise JobError(
+                f"the result is {size / 1e6:.1f} MB, over the "
+                f"{config.inline_max_bytes / 1e6:.0f} MB "
+                f"that fit in a RunPod response; give {field} (s3://bucket/key or volume://path)"
+            )
+        destination = f"volume://.runpod-slim/outputs/{job_id}/{path.name}"
+    scheme = scheme_of(destination, field, ("s3", "volume"))
+    if scheme == "volume":
+        dest = volume_path(destination, field, config)
+        copy_file(path, dest)
+        return {"destination": destination, "path": str(dest), "bytes": size}
+    location = parse_s3(destination, field)
+    if not location.key or location.key.endswith("/"):
+        location = S3Location(location.bucket, location.key + path.name)
+    client = s3_client(credentials_for(job_input, config, job_secrets))
+    try:
+        client.upload_file(str(path), location.bucket, location.key, Config=transfer_config())
+        url = presign(client, location, expires_s)
+    except Exception as exc:
+        raise s3_error(exc, location) from None
+    return {"destination": str(location), "url": url, "bytes": size}
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 120 else value[:117] + "...")

@@ -1,0 +1,282 @@
+"""HANDLER_TYPE=storage: files between URLs, S3-compatible buckets and the network volume.
+
+Actions, chosen by "action":
+  copy     source (https/s3/volume URL) or source_base64 -> destination (s3:// or volume://)
+  presign  source (s3 object) -> a GET URL valid for expires_s
+  list     source (s3 prefix or volume dir) -> entries, paginated by limit and cursor
+  stat     source (s3 object or volume file) -> size, modified
+  delete   source (s3 object or volume file)
+  cache    the bootstrap's envs on the volume, with sizes and last use; prune on request
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .base import Handler, JobContext
+from .errors import JobError
+from .io import (
+    credentials_for,
+    decode_base64,
+    deliver,
+    fetch_source,
+    parse_s3,
+    presign,
+    s3_client,
+    s3_error,
+    scheme_of,
+    sha256_file,
+    volume_path,
+)
+from .validation import Field, validate
+
+ACTIONS = ("copy", "presign", "list", "stat", "delete", "cache")
+_CREDENTIALS = Field(dict, help="endpoint_url, access_key_id, secret_access_key, region")
+_SOURCE = Field(str, required=True, help="s3://bucket/key or volume://path")
+MAX_BASE64_CHARS = 14_000_000  # ~10 MB decoded: RunPod's /run payload limit
+
+FIELDS: dict[str, dict[str, Field]] = {
+    "copy": {
+        "source": Field(str, help="https://..., s3://bucket/key or volume://path"),
+        "source_base64": Field(str, max_length=MAX_BASE64_CHARS),
+        "destination": Field(str, required=True, help="s3://bucket/key or volume://path"),
+        "expires_s": Field(int, default=3600, minimum=1, maximum=604_800),
+        "credentials": _CREDENTIALS,
+    },
+    "presign": {
+        "source": _SOURCE,
+        "expires_s": Field(int, default=3600, minimum=1, maximum=604_800),
+        "credentials": _CREDENTIALS,
+    },
+    "list": {
+        "source": _SOURCE,
+        "limit": Field(int, default=1000, minimum=1, maximum=1000),
+        "cursor": Field(str),
+        "credentials": _CREDENTIALS,
+    },
+    "stat": {"source": _SOURCE, "credentials": _CREDENTIALS},
+    "delete": {"source": _SOURCE, "credentials": _CREDENTIALS},
+    "cache": {
+        "prune": Field(bool, default=False),
+        "keep": Field(int, minimum=1, help="envs to keep when pruning"),
+        "dry_run": Field(bool, default=False),
+    },
+}
+
+
+class StorageHandler(Handler):
+    """Moves and inspects files; no model, nothing to set up."""
+
+    name: ClassVar[str] = "storage"
+    profile: ClassVar[str] = "storage"
+    examples: ClassVar[tuple[Mapping[str, Any], ...]] = (
+        {
+            "action": "copy",
+            "source_base64": "aGVsbG8gZnJvbSBydW5wb2Qtc2xpbQo=",
+            "destination": "volume://examples/hello.txt",
+        },
+        {"action": "stat", "source": "volume://examples/hello.txt"},
+        {"action": "list", "source": "volume://examples"},
+        {"action": "cache"},
+    )
+
+    async def run(self, job: JobContext) -> dict[str, Any]:
+        action = job.input.get("action")
+        if action not in ACTIONS:
+            validate({"action": action}, {"action": Field(str, required=True, choices=ACTIONS)})
+        args = validate({k: v for k, v in job.input.items() if k != "action"}, FIELDS[str(action)])
+        work = getattr(self, f"_{action}")
+        result: dict[str, Any] = await asyncio.to_thread(work, job, args)
+        return {"action": action, **result}
+
+    # Each action runs in a worker thread: boto3 and file I/O block.
+
+    def _copy(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        if (args["source"] is None) == (args["source_base64"] is None):
+            raise JobError("give exactly one of input.source and input.source_base64")
+        scheme_of(args["destination"], "input.destination", ("s3", "volume"))
+        name = _basename(args["destination"])
+        if args["source"] is not None:
+            job.progress(f"fetching {args['source']}")
+            local = fetch_source(
+                args["source"],
+                "input.source",
+                job.input,
+                job.config,
+                job.workdir,
+                job.secrets,
+                name=name,
+            )
+        else:
+            local = decode_base64(
+                args["source_base64"], "input.source_base64", job.workdir / name, job.config
+            )
+        digest = sha256_file(local)
+        job.progress(f"writing {args['destination']}")
+        delivered = deliver(
+            local,
+            args["destination"],
+            "input.destination",
+            job.input,
+            job.config,
+            job.secrets,
+            job_id=job.id,
+            expires_s=args["expires_s"],
+        )
+        delivered.pop("path", None)
+        return {**delivered, "sha256": digest}
+
+    def _presign(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        location = parse_s3(args["source"], "input.source")
+        client = s3_client(credentials_for(job.input, job.config, job.secrets))
+        try:
+            client.head_object(Bucket=location.bucket, Key=location.key)
+        except Exception as exc:
+            raise s3_error(exc, location) from None
+        return {
+            "source": str(location),
+            "url": presign(client, location, args["expires_s"]),
+            "expires_s": args["expires_s"],
+        }
+
+    def _list(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        source = args["source"]
+        if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
+            return _list_volume(volume_path(source, "input.source", job.config), source, args)
+        location = parse_s3(source, "input.source")
+        client = s3_client(credentials_for(job.input, job.config, job.secrets))
+        request: dict[str, Any] = {
+            "Bucket": location.bucket,
+            "Prefix": location.key,
+            "MaxKeys": args["limit"],
+        }
+        if args["cursor"]:
+            request["ContinuationToken"] = args["cursor"]
+        try:
+            page = client.list_objects_v2(**request)
+        except Exception as exc:
+            raise s3_error(exc, location) from None
+        entries = [
+            {
+                "name": item["Key"],
+                "size": item["Size"],
+                "modified": item["LastModified"].isoformat(),
+            }
+            for item in page.get("Contents", [])
+        ]
+        return {
+            "source": source,
+            "entries": entries,
+            "next_cursor": page.get("NextContinuationToken") if page.get("IsTruncated") else None,
+        }
+
+    def _stat(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        source = args["source"]
+        if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
+            path = volume_path(source, "input.source", job.config)
+            if not path.exists():
+                raise JobError(f"input.source={source!r}: no such file on the volume")
+            info = path.stat()
+            return {
+                "source": source,
+                "size": info.st_size,
+                "modified": _iso(info.st_mtime),
+                "type": "directory" if path.is_dir() else "file",
+            }
+        location = parse_s3(source, "input.source")
+        client = s3_client(credentials_for(job.input, job.config, job.secrets))
+        try:
+            head = client.head_object(Bucket=location.bucket, Key=location.key)
+        except Exception as exc:
+            raise s3_error(exc, location) from None
+        return {
+            "source": source,
+            "size": head["ContentLength"],
+            "modified": head["LastModified"].isoformat(),
+            "etag": head["ETag"].strip('"'),
+            "type": "file",
+        }
+
+    def _delete(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        source = args["source"]
+        if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
+            path = volume_path(source, "input.source", job.config)
+            if not path.is_file():
+                raise JobError(
+                    f"input.source={source!r}: no such file on the volume (only files "
+                    f"are deleted, never directories)"
+                )
+            path.unlink()
+            return {"source": source, "deleted": True}
+        location = parse_s3(source, "input.source")
+        client = s3_client(credentials_for(job.input, job.config, job.secrets))
+        try:
+            client.head_object(Bucket=location.bucket, Key=location.key)
+            client.delete_object(Bucket=location.bucket, Key=location.key)
+        except Exception as exc:
+            raise s3_error(exc, location) from None
+        return {"source": source, "deleted": True}
+
+    def _cache(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        from bootstrap.cache import Layout, list_envs, prune
+
+        layout = Layout(job.config.cache_root)
+        removed: list[str] = []
+        if args["prune"]:
+            keep = args["keep"] or job.config.keep_envs
+            removed = prune(layout, keep, dry_run=args["dry_run"], log=lambda line: None)
+        envs = [
+            {
+                "key": e.key,
+                "size_bytes": e.manifest.get("size_bytes"),
+                "last_used": _iso(e.last_used),
+                "in_use": e.in_use,
+            }
+            for e in list_envs(layout)
+        ]
+        return {
+            "cache_root": str(job.config.cache_root),
+            "envs": envs,
+            "removed": removed,
+            "dry_run": args["dry_run"],
+        }
+
+
+def _list_volume(directory: Path, source: str, args: dict[str, Any]) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise JobError(f"input.source={source!r}: no such directory on the volume")
+    names = sorted(p.name for p in directory.iterdir())
+    start = 0
+    if args["cursor"]:
+        start = next((i for i, n in enumerate(names) if n > args["cursor"]), len(names))
+    page = names[start : start + args["limit"]]
+    entries = []
+    for name in page:
+        info = (directory / name).stat()
+        entries.append(
+            {
+                "name": name,
+                "size": info.st_size,
+                "modified": _iso(info.st_mtime),
+                "type": "directory" if (directory / name).is_dir() else "file",
+            }
+        )
+    more = start + args["limit"] < len(names)
+    return {
+        "source": source,
+        "entries": entries,
+        "next_cursor": page[-1] if more and page else None,
+    }
+
+
+def _basename(location: str) -> str:
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    return name or "object"
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

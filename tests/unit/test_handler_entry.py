@@ -1,0 +1,131 @@
+"""handler.py's adapter and the registry: one error shape, setup failures kept, temp cleaned.
+
+Each behaviour has its own tiny fixture handler, defined here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import handlers
+from handler import adapt
+from handlers.base import Handler, JobContext
+from handlers.config import load_config
+from handlers.errors import JobError
+
+CONFIG = load_config(
+    {"BUCKET_ACCESS_KEY_ID": "AKIDEXAMPLE", "BUCKET_SECRET_ACCESS_KEY": "s3cr3t-v4lue"}
+)
+SEEN: dict[str, Path] = {}
+
+
+class Echo(Handler):
+    name = "echo"
+
+    async def run(self, job: JobContext) -> dict[str, Any]:
+        SEEN["workdir"] = job.workdir
+        (job.workdir / "scratch").write_text("x")
+        if job.input.get("fail") == "job":
+            raise JobError("input.fail='job' is refused: a test")
+        if job.input.get("fail") == "bug":
+            raise KeyError("oops")
+        if job.input.get("fail") == "secret":
+            raise JobError(f"S3 said the key {CONFIG.bucket.secret_access_key} is wrong")  # type: ignore[union-attr]
+        return {"echo": dict(job.input)}
+
+
+class BrokenSetup(Echo):
+    name = "broken"
+
+    def setup(self) -> None:
+        raise RuntimeError("model file missing: put it at /runpod-volume/models/x")
+
+
+class Streamer(Echo):
+    name = "streamer"
+    streaming = True
+
+    async def stream(self, job: JobContext) -> AsyncIterator[dict[str, Any]]:
+        for i in range(3):
+            yield {"chunk": i}
+        if job.input.get("fail"):
+            raise JobError("stopped early")
+
+
+def run(handler: Handler, job: dict[str, Any]) -> Any:
+    return asyncio.run(adapt(handler, lambda job, message: None)(job))
+
+
+def collect(handler: Handler, job: dict[str, Any]) -> list[dict[str, Any]]:
+    async def go() -> list[dict[str, Any]]:
+        return [chunk async for chunk in adapt(handler, lambda job, message: None)(job)]
+
+    return asyncio.run(go())
+
+
+def test_output_and_temp_dir_removed() -> None:
+    assert run(Echo(CONFIG), {"id": "j1", "input": {"a": 1}}) == {"echo": {"a": 1}}
+    assert not SEEN["workdir"].exists()
+
+
+@pytest.mark.parametrize(
+    ("job", "error"),
+    [
+        ({"id": "j", "input": {"fail": "job"}}, "input.fail='job' is refused: a test"),
+        ({"id": "j", "input": {"fail": "bug"}}, "internal error in echo: KeyError: 'oops'"),
+        ({"id": "j", "input": "text"}, "input must be a JSON object, got str"),
+        ({"id": "j"}, "input must be a JSON object, got NoneType"),
+    ],
+)
+def test_every_failure_is_one_error_string(job: dict[str, Any], error: str) -> None:
+    result = run(Echo(CONFIG), job)
+    assert result == {"error": error}
+    assert not SEEN.get("workdir", Path("/nonexistent")).exists()
+
+
+def test_secrets_never_reach_the_output() -> None:
+    result = run(Echo(CONFIG), {"id": "j", "input": {"fail": "secret"}})
+    assert result == {"error": "S3 said the key *** is wrong"}
+
+
+def test_setup_failure_is_reported_on_every_job() -> None:
+    handler = BrokenSetup(CONFIG)
+    with pytest.raises(RuntimeError):
+        handler.setup()
+    handler.setup_error = "RuntimeError: model file missing: put it at /runpod-volume/models/x"
+    for _ in range(2):
+        assert run(handler, {"id": "j", "input": {}}) == {
+            "error": "broken setup failed: RuntimeError: model file missing: put it at "
+            "/runpod-volume/models/x"
+        }
+
+
+def test_streaming_yields_chunks_then_the_error_shape() -> None:
+    assert collect(Streamer(CONFIG), {"id": "j", "input": {}}) == [
+        {"chunk": 0},
+        {"chunk": 1},
+        {"chunk": 2},
+    ]
+    assert collect(Streamer(CONFIG), {"id": "j", "input": {"fail": True}})[-1] == {
+        "error": "stopped early"
+    }
+
+
+def test_registry_imports_every_entry() -> None:
+    for name in handlers.REGISTRY:
+        handler = handlers.load(name)
+        assert issubclass(handler, Handler) and handler.name == name
+
+
+def test_unknown_handler_lists_the_choices() -> None:
+    with pytest.raises(handlers.UnknownHandlerError) as info:
+        handlers.load("storag")
+    assert str(info.value) == (
+        "HANDLER_TYPE='storag' names no handler in this build (did you mean 'storage'?); "
+        f"choose one of {', '.join(sorted(handlers.REGISTRY))}"
+    )
