@@ -42,6 +42,19 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
 
     import runpod  # from the env ensure() just activated
 
+    if settings.custom is not None:
+        from handlers.custom import describe, load_function
+
+        function, error = load_function(settings.custom)
+        if error:
+            LOG.error("%s", error)
+        else:
+            LOG.info(
+                "state=ready custom handler %s, a %s", settings.custom.target, describe(function)
+            )
+        runpod.serverless.start({"handler": function, "return_aggregate_stream": True})
+        return 0
+
     handler = build_handler(environ)
     on_runpod = bool(environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
 

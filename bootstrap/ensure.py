@@ -65,6 +65,19 @@ def detect(
     return detect_gpu(load_pynvml(settings, layout, log=log), environ)
 
 
+def custom_profile(settings: Settings) -> Profile:
+    """The profile of a user's own handler: its requirements file, the GPU stack if asked."""
+    assert settings.custom is not None
+    stack = settings.custom.gpu_stack
+    return Profile(
+        "custom",
+        torch=stack,
+        flash_attn=stack,
+        imports=("runpod", *(("torch",) if stack else ())),
+        requirements=settings.custom.requirements,
+    )
+
+
 def make_plan(
     settings: Settings,
     gpu: GpuInfo,
@@ -74,8 +87,10 @@ def make_plan(
     locks_dir: Path = LOCKS_DIR,
     flash_attn_release: FlashAttnRelease = FLASH_ATTN_RELEASE,
 ) -> InstallPlan:
+    if profile is None:
+        profile = custom_profile(settings) if settings.custom else PROFILES[settings.handler_type]
     return plan(
-        profile or PROFILES[settings.handler_type],
+        profile,
         gpu,
         python or python_version(),
         settings,
@@ -217,6 +232,7 @@ def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv
     from .installer import (
         find_tool,
         install_command,
+        installed_distributions,
         requirements_file,
         run_install,
         run_streaming,
@@ -259,7 +275,9 @@ def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv
     _failpoint(settings, "after-smoke")
     with start.phase("publish") as phase:
         size, files = dir_size(site)
-        write_manifest(staging, _manifest(the_plan, tool.kind, began, size, files))
+        manifest = _manifest(the_plan, tool.kind, began, size, files)
+        manifest["resolved"] = installed_distributions(site)
+        write_manifest(staging, manifest)
         _failpoint(settings, "after-manifest")
         env_dir = layout.env_dir(the_plan.env_key)
         if publish(staging, env_dir):
@@ -267,10 +285,10 @@ def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv
         else:
             discard(layout, staging)
             phase.detail = "another installer published it first; using theirs"
-    manifest = read_manifest(env_dir)
-    if manifest is None:
+    published = read_manifest(env_dir)
+    if published is None:
         raise CacheError(f"{env_dir} was published without a complete manifest")
-    return ReadyEnv(the_plan.env_key, env_dir, manifest, cold=True)
+    return ReadyEnv(the_plan.env_key, env_dir, published, cold=True)
 
 
 def _manifest(

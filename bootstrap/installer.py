@@ -194,6 +194,7 @@ def install_command(
 ) -> list[str]:
     """The one install command for this plan."""
     links = [arg for link in settings.find_links for arg in ("--find-links", link)]
+    binary = ["--only-binary", ":all:"] if plan.binary_only else []
     if tool.kind == "uv":
         argv = [
             *tool.argv,
@@ -204,17 +205,17 @@ def install_command(
             "--python",
             python,
             "--no-config",
-            "--only-binary",
-            ":all:",
+            *binary,
             "-r",
             str(requirements),
             *links,
         ]
         if plan.lock.hashed:
             return [*argv, "--require-hashes", "--no-deps", "--index-url", settings.index_url]
+        if plan.torch_index is None:
+            return [*argv, "--index-url", settings.index_url]
         # torch's own index first; best match across both, since PyTorch's index also carries
         # common packages at other versions than the ones pinned from the package index.
-        assert plan.torch_index is not None
         return [
             *argv,
             "--index",
@@ -231,8 +232,7 @@ def install_command(
         str(site),
         "--no-input",
         "--disable-pip-version-check",
-        "--only-binary",
-        ":all:",
+        *binary,
         "--index-url",
         settings.index_url,
         "-r",
@@ -241,8 +241,16 @@ def install_command(
     ]
     if plan.lock.hashed:
         return [*argv, "--require-hashes", "--no-deps"]
-    assert plan.torch_index is not None
-    return [*argv, "--extra-index-url", plan.torch_index]
+    return [*argv, "--extra-index-url", plan.torch_index] if plan.torch_index else argv
+
+
+def installed_distributions(site: Path) -> list[str]:
+    """name==version of every distribution in a site dir, from its .dist-info names."""
+    found = []
+    for entry in site.glob("*.dist-info"):
+        name, _, version = entry.name[: -len(".dist-info")].partition("-")
+        found.append(f"{name.lower().replace('_', '-')}=={version}")
+    return sorted(found)
 
 
 def tool_environ(base: Mapping[str, str], settings: Settings, layout: Layout) -> dict[str, str]:

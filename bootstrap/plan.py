@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import PlanError
 from .gpu import GpuInfo, format_cuda, parse_driver
-from .profiles import LOCKS_DIR, TORCH_VERSION, Lock, Profile, read_lock
+from .profiles import LOCKS_DIR, TORCH_VERSION, Lock, Profile, custom_lock, read_lock
 from .settings import FLASH_ATTN, TORCH_VARIANT, Settings
 
 KEY_SCHEMA = 1
@@ -95,6 +95,7 @@ class InstallPlan:
     cuda_smoke: bool  # a real GPU is here, so the smoke test runs a CUDA op
     gpu: GpuInfo
     torch_index: str | None  # PyTorch's own index, for locks resolved at install time
+    binary_only: bool = True  # wheels only; a custom handler's requirements may build sdists
 
     @property
     def requirements(self) -> tuple[str, ...]:
@@ -144,12 +145,15 @@ def plan(
     if variant.startswith("cu") and gpu.present:
         _check_kernels(variant, gpu)
         _check_driver(variant, gpu)
-    lock = read_lock(profile.handler, variant, python, locks_dir)
+    if profile.requirements is not None:
+        lock = custom_lock(profile.requirements, variant, profile.torch)
+    else:
+        lock = read_lock(profile.handler, variant, python, locks_dir)
     wheel, skipped = _flash_attn(
         profile, gpu, variant, python, machine, settings, flash_attn_release
     )
     torch_index = None
-    if not lock.hashed:
+    if not lock.hashed and variant in ("cu128", "cpu"):
         torch_index = lock.index or f"{settings.torch_index_url}/{variant}"
     return InstallPlan(
         handler=profile.handler,
@@ -165,6 +169,7 @@ def plan(
         cuda_smoke=variant.startswith("cu") and gpu.present and gpu.source == "nvml",
         gpu=gpu,
         torch_index=torch_index,
+        binary_only=profile.requirements is None,
     )
 
 

@@ -32,8 +32,12 @@ RETRIES = "RUNPOD_SLIM_RETRIES"
 KEEP_ENVS = "RUNPOD_SLIM_KEEP_ENVS"
 WHEELHOUSE = "RUNPOD_SLIM_WHEELHOUSE"
 FAILPOINT = "RUNPOD_SLIM_FAILPOINT"
+CUSTOM_HANDLER = "RUNPOD_SLIM_CUSTOM_HANDLER"
+CUSTOM_DIR = "RUNPOD_SLIM_CUSTOM_DIR"
+CUSTOM_REQUIREMENTS = "RUNPOD_SLIM_CUSTOM_REQUIREMENTS"
+CUSTOM_GPU_STACK = "RUNPOD_SLIM_CUSTOM_GPU_STACK"
 
-HANDLERS = ("audio", "tts", "video", "storage")
+HANDLERS = ("audio", "tts", "video", "storage", "custom")
 DEFAULT_HANDLER = "storage"
 DEFAULT_VOLUME = "/runpod-volume"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
@@ -47,6 +51,16 @@ FLASH_ATTN_POLICIES = ("auto", "off", "required")
 INSTALLERS = ("auto", "uv", "pip")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class CustomHandler:
+    """A user's existing RunPod function, served unchanged in its own cached env."""
+
+    target: str  # "module:function"
+    directory: Path  # where the module (and, by default, requirements.txt) live
+    requirements: Path
+    gpu_stack: bool  # add torch, torchaudio, the CUDA wheels and flash-attn from the profiles
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class Settings:
     keep_envs: int
     wheelhouse: Path
     ca_bundle: str | None
+    custom: CustomHandler | None = None  # HANDLER_TYPE=custom: the user's own function
     # Tests only: the bootstrap SIGKILLs itself at this point of an install (see ensure.py).
     failpoint: str | None = None
 
@@ -82,8 +97,9 @@ class Settings:
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, refusing bad values with a clear message."""
     volume = Path(environ.get(VOLUME) or DEFAULT_VOLUME)
+    handler_type = _choice(environ, HANDLER_TYPE, DEFAULT_HANDLER, HANDLERS)
     return Settings(
-        handler_type=_choice(environ, HANDLER_TYPE, DEFAULT_HANDLER, HANDLERS),
+        handler_type=handler_type,
         volume=volume,
         cache_root=_cache_root(environ, volume),
         gpu=_gpu(environ),
@@ -101,6 +117,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         wheelhouse=Path(environ.get(WHEELHOUSE) or DEFAULT_WHEELHOUSE),
         ca_bundle=_ca_bundle(environ),
         failpoint=environ.get(FAILPOINT) or None,
+        custom=_custom(environ) if handler_type == "custom" else None,
     )
 
 
@@ -168,6 +185,28 @@ def _cache_root(environ: Mapping[str, str], volume: Path) -> Path:
     xdg = environ.get("XDG_CACHE_HOME", "").strip()
     base = Path(xdg) if xdg else Path(environ.get("HOME") or os.path.expanduser("~")) / ".cache"
     return base / "runpod-slim"
+
+
+def _custom(environ: Mapping[str, str]) -> CustomHandler:
+    target = environ.get(CUSTOM_HANDLER, "").strip()
+    module, _, function = target.partition(":")
+    if not (
+        module and function and module.replace(".", "_").isidentifier() and function.isidentifier()
+    ):
+        raise SettingsError(
+            CUSTOM_HANDLER,
+            target,
+            "HANDLER_TYPE=custom needs module:function, such as "
+            "my_worker:handler (the function you passed to runpod.serverless.start)",
+        )
+    directory = Path(environ.get(CUSTOM_DIR, "").strip() or ".").resolve()
+    requirements = environ.get(CUSTOM_REQUIREMENTS, "").strip()
+    return CustomHandler(
+        target=target,
+        directory=directory,
+        requirements=Path(requirements) if requirements else directory / "requirements.txt",
+        gpu_stack=_flag(environ, CUSTOM_GPU_STACK),
+    )
 
 
 def _ca_bundle(environ: Mapping[str, str]) -> str | None:

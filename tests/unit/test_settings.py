@@ -40,7 +40,7 @@ def test_explicit_cache_and_xdg(tmp_path: Path) -> None:
             "HANDLER_TYPE",
             "audi",
             "HANDLER_TYPE='audi' is not valid: choose one of audio, tts, "
-            "video, storage (did you mean 'audio'?)",
+            "video, storage, custom (did you mean 'audio'?)",
         ),
         (
             "RUNPOD_SLIM_TORCH_VARIANT",
