@@ -8,10 +8,11 @@ ignored is a wrong result, not a convenience.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from bootstrap.settings import did_you_mean
 
 from .errors import JobError
 
@@ -47,8 +48,7 @@ def validate(data: object, fields: Mapping[str, Field], *, where: str = "input")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         name = unknown[0]
-        close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, list(fields))
         raise JobError(
             f"{where}.{name} is not a known field{hint}; known fields: {', '.join(sorted(fields))}"
         )
@@ -75,12 +75,9 @@ def _check(path: str, given: Any, field: Field) -> Any:
             f"{path} must be {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}"
         )
     if field.choices and value not in field.choices:
-        close = (
-            difflib.get_close_matches(value, [str(c) for c in field.choices], n=1, cutoff=0.6)
-            if isinstance(value, str)
-            else []
+        hint = (
+            did_you_mean(value, [str(c) for c in field.choices]) if isinstance(value, str) else ""
         )
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         allowed = ", ".join(str(c) for c in field.choices)
         raise JobError(f"{path}={value!r} is not allowed: choose one of {allowed}{hint}")
     if field.minimum is not None and value < field.minimum:
