@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -40,7 +41,12 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         LOG.error("the worker cannot start: %s", exc)
         return 1
 
+    began = time.perf_counter()
     import runpod  # from the env ensure() just activated
+
+    LOG.info(
+        "sdk: import runpod %s (%.0f ms)", runpod.__version__, (time.perf_counter() - began) * 1000
+    )
 
     if settings.custom is not None:
         from handlers.custom import describe, load_function
@@ -75,9 +81,11 @@ def build_handler(environ: Mapping[str, str]) -> Handler:
 
     config = load_config(environ)
     handler = handlers.load(load_settings(environ).handler_type)(config)
+    began = time.perf_counter()
     try:
         handler.setup()
-        LOG.info("state=ready handler=%s set up", handler.name)
+        took = (time.perf_counter() - began) * 1000
+        LOG.info("state=ready handler=%s set up (%.0f ms)", handler.name, took)
     except Exception as exc:
         handler.setup_error = f"{type(exc).__name__}: {exc}"
         LOG.error(

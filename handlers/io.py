@@ -184,38 +184,45 @@ def fetch_source(
     field: str,
     job_input: Mapping[str, Any],
     config: HandlerConfig,
-    workdir: Path,
+    dest: Path,
     job_secrets: list[str],
-    *,
-    name: str = "source",
-) -> Path:
-    """Bring the file at `url` into workdir; returns its local path. Blocking: run in a thread."""
+) -> tuple[Path, str | None]:
+    """Bring the file at `url` to `dest` (written atomically): (local path, sha256).
+
+    The sha256 is computed while the bytes stream in; a volume:// source is already local, is
+    read in place (its own path is returned) and has no sha256 yet (None). Blocking: run in a
+    thread.
+    """
     scheme = scheme_of(url, field)
-    dest = workdir / name
     if scheme == "volume":
         path = volume_path(url, field, config)
         if not path.is_file():
             raise JobError(f"{field}={url!r}: no such file on the volume")
         _check_size(path.stat().st_size, field, config)
-        return path  # read in place: the volume is already local
+        return path, None
     if scheme == "s3":
         location = parse_s3(url, field)
         client = s3_client(credentials_for(job_input, config, job_secrets))
         try:
             head = client.head_object(Bucket=location.bucket, Key=location.key)
             _check_size(int(head["ContentLength"]), field, config)
-            client.download_file(location.bucket, location.key, str(dest), Config=transfer_config())
+            with _atomic_write(dest) as out:
+                writer = _HashingWriter(out)
+                # Parallel ranged GETs, written in order (the writer is not seekable), hashed
+                # as they are written: no second pass over the bytes.
+                client.download_fileobj(
+                    location.bucket, location.key, writer, Config=transfer_config()
+                )
         except JobError:
             raise
         except Exception as exc:
             raise s3_error(exc, location) from None
-        return dest
-    _download_url(url, field, dest, config)
-    return dest
+        return dest, writer.sha256.hexdigest()
+    return dest, _download_url(url, field, dest, config)
 
 
-def decode_base64(data: str, field: str, dest: Path, config: HandlerConfig) -> Path:
-    """Write a base64 field to dest, refusing what is not base64 or is over the size limit."""
+def decode_base64(data: str, field: str, dest: Path, config: HandlerConfig) -> tuple[Path, str]:
+    """Write a base64 field to dest: (dest, sha256). Not base64 or over the limit: refused."""
     if len(data) * 3 // 4 > config.max_download_bytes:
         raise JobError(
             f"{field} decodes to over {config.max_download_bytes / 1e6:.0f} MB, the limit"
@@ -226,8 +233,9 @@ def decode_base64(data: str, field: str, dest: Path, config: HandlerConfig) -> P
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise JobError(f"{field} is not valid base64") from None
-    dest.write_bytes(raw)
-    return dest
+    with _atomic_write(dest) as out:
+        out.write(raw)
+    return dest, hashlib.sha256(raw).hexdigest()
 
 
 def _check_size(size: int, field: str, config: HandlerConfig) -> None:
@@ -268,7 +276,22 @@ def _check_host(url: str, field: str, config: HandlerConfig) -> None:
             )
 
 
-def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> None:
+class _HashingWriter:
+    """A write-only, non-seekable file that hashes what passes through it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.out.write(data)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> str:
     _check_host(url, field, config)
     opener = urllib.request.build_opener(_CheckedRedirects(field, config))
     request = urllib.request.Request(url, headers={"User-Agent": "runpod-slim"})
@@ -278,11 +301,13 @@ def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> No
             if length and length.isdigit():
                 _check_size(int(length), field, config)
             with _atomic_write(dest) as out:
+                writer = _HashingWriter(out)
                 done = 0
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     done += len(chunk)
                     _check_size(done, field, config)
-                    out.write(chunk)
+                    writer.write(chunk)
+            return writer.sha256.hexdigest()
     except urllib.error.HTTPError as exc:
         raise JobError(f"{field}: {_short(url)} answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:

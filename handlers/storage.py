@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from .base import Handler, JobContext
 from .errors import JobError
 from .io import (
+    copy_file,
     credentials_for,
     decode_base64,
     deliver,
@@ -98,28 +99,32 @@ class StorageHandler(Handler):
     def _copy(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         if (args["source"] is None) == (args["source_base64"] is None):
             raise JobError("give exactly one of input.source and input.source_base64")
-        scheme_of(args["destination"], "input.destination", ("s3", "volume"))
-        name = _basename(args["destination"])
+        destination = args["destination"]
+        to_volume = scheme_of(destination, "input.destination", ("s3", "volume")) == "volume"
+        # Bytes for the volume land at their final path at once (atomically): no second copy.
+        if to_volume:
+            target = volume_path(destination, "input.destination", job.config)
+        else:
+            target = job.workdir / _basename(destination)
         if args["source"] is not None:
             job.progress(f"fetching {args['source']}")
-            local = fetch_source(
-                args["source"],
-                "input.source",
-                job.input,
-                job.config,
-                job.workdir,
-                job.secrets,
-                name=name,
+            local, digest = fetch_source(
+                args["source"], "input.source", job.input, job.config, target, job.secrets
             )
         else:
-            local = decode_base64(
-                args["source_base64"], "input.source_base64", job.workdir / name, job.config
+            local, digest = decode_base64(
+                args["source_base64"], "input.source_base64", target, job.config
             )
-        digest = sha256_file(local)
-        job.progress(f"writing {args['destination']}")
+        if digest is None:  # a volume:// source, read in place
+            digest = sha256_file(local)
+            if to_volume:
+                copy_file(local, target)
+        if to_volume:
+            return {"destination": destination, "bytes": target.stat().st_size, "sha256": digest}
+        job.progress(f"uploading to {destination}")
         delivered = deliver(
             local,
-            args["destination"],
+            destination,
             "input.destination",
             job.input,
             job.config,
@@ -127,7 +132,6 @@ class StorageHandler(Handler):
             job_id=job.id,
             expires_s=args["expires_s"],
         )
-        delivered.pop("path", None)
         return {**delivered, "sha256": digest}
 
     def _presign(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
