@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import statistics
 import sys
 import tempfile
