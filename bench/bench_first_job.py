@@ -14,8 +14,8 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
