@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -308,4 +307,6 @@ def _manifest(
 
 def _failpoint(settings: Settings, name: str) -> None:
     if settings.failpoint == name:
+        import signal
+
         os.kill(os.getpid(), signal.SIGKILL)

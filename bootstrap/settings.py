@@ -7,7 +7,6 @@ and what is allowed. Nothing here touches the network or the GPU.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,6 +122,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
 def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
     """A ' (did you mean X?)' suffix when a choice is close to the value, else ''."""
+    import difflib  # only on the error path
+
     close = difflib.get_close_matches(value.lower(), list(choices), n=1, cutoff=0.6)
     if not close and len(value) >= 3:
         close = [c for c in choices if c.startswith(value.lower())][:1]  # an abbreviation
