@@ -95,3 +95,20 @@ def test_local_api_serves_concurrent_jobs_and_survives_bad_ones(
     for name, data in payloads.items():
         body = s3_client.get_object(Bucket=s3_bucket, Key=name)["Body"].read()  # type: ignore[attr-defined]
         assert body == data
+
+
+def test_run_examples_script_runs_every_example_through_the_local_api(
+    worker_env: dict[str, str],
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "scripts/run_examples.py", "storage"],
+        cwd=REPO,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert proc.stdout.strip().endswith("4 passed, 0 failed")
+    assert '"destination": "volume://examples/hello.txt"' in proc.stdout
