@@ -195,29 +195,31 @@ def install_command(
     """The one install command for this plan."""
     links = [arg for link in settings.find_links for arg in ("--find-links", link)]
     binary = ["--only-binary", ":all:"] if plan.binary_only else []
-    if tool.kind == "uv":
-        argv = [
+    hashed = ["--require-hashes", "--no-deps"] if plan.lock.hashed else []
+    if tool.kind == "pip":
+        extra = ["--extra-index-url", plan.torch_index] if plan.torch_index else []
+        return [
             *tool.argv,
-            "pip",
             "install",
             "--target",
             str(site),
-            "--python",
-            python,
-            "--no-config",
+            "--no-input",
+            "--disable-pip-version-check",
             *binary,
+            "--index-url",
+            settings.index_url,
             "-r",
             str(requirements),
             *links,
+            *hashed,
+            *extra,
         ]
-        if plan.lock.hashed:
-            return [*argv, "--require-hashes", "--no-deps", "--index-url", settings.index_url]
-        if plan.torch_index is None:
-            return [*argv, "--index-url", settings.index_url]
+    if plan.torch_index is None:
+        indexes = ["--index-url", settings.index_url]
+    else:
         # torch's own index first; best match across both, since PyTorch's index also carries
         # common packages at other versions than the ones pinned from the package index.
-        return [
-            *argv,
+        indexes = [
             "--index",
             plan.torch_index,
             "--default-index",
@@ -225,23 +227,22 @@ def install_command(
             "--index-strategy",
             "unsafe-best-match",
         ]
-    argv = [
+    return [
         *tool.argv,
+        "pip",
         "install",
         "--target",
         str(site),
-        "--no-input",
-        "--disable-pip-version-check",
+        "--python",
+        python,
+        "--no-config",
         *binary,
-        "--index-url",
-        settings.index_url,
         "-r",
         str(requirements),
         *links,
+        *hashed,
+        *indexes,
     ]
-    if plan.lock.hashed:
-        return [*argv, "--require-hashes", "--no-deps"]
-    return [*argv, "--extra-index-url", plan.torch_index] if plan.torch_index else argv
 
 
 def installed_distributions(site: Path) -> list[str]:

@@ -152,9 +152,11 @@ def plan(
     wheel, skipped = _flash_attn(
         profile, gpu, variant, python, machine, settings, flash_attn_release
     )
-    torch_index = None
-    if not lock.hashed and variant in ("cu128", "cpu"):
-        torch_index = lock.index or f"{settings.torch_index_url}/{variant}"
+    # The cu128 and cpu builds live on PyTorch's own index: the lock names it, or (unhashed
+    # locks made where that index was unreachable) the setting's index for the variant does.
+    torch_index = lock.index
+    if torch_index is None and not lock.hashed and variant in ("cu128", "cpu"):
+        torch_index = f"{settings.torch_index_url}/{variant}"
     return InstallPlan(
         handler=profile.handler,
         variant=variant,

@@ -45,7 +45,7 @@ PROFILES: dict[str, Profile] = {
         "tts",
         torch=True,
         flash_attn=True,
-        imports=("torch", "torchaudio", "onnxruntime", "runpod"),
+        imports=("torch", "torchaudio", "onnxruntime", "piper_onnx", "soundfile", "runpod"),
     ),
     "video": Profile(
         "video", torch=False, flash_attn=False, imports=("av", "imageio_ffmpeg", "runpod")

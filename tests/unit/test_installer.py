@@ -21,6 +21,7 @@ from bootstrap.installer import (
 from bootstrap.plan import InstallPlan, plan
 from bootstrap.profiles import PROFILES, Profile
 from bootstrap.settings import Settings
+from tests.support.builders import write_lock
 
 Make = Callable[..., Settings]
 UV = Tool("uv", ("/bin/uv",))
@@ -70,6 +71,39 @@ def test_unhashed_lock_resolves_torch_from_its_own_index(
     argv = install_command(UV, the_plan, Path("/s"), Path("/r.txt"), settings, "/py")
     assert "--require-hashes" not in argv and "--no-deps" not in argv
     assert argv[-6:] == [
+        "--index",
+        "https://torch.example/whl/cu128",
+        "--default-index",
+        "https://pypi.org/simple",
+        "--index-strategy",
+        "unsafe-best-match",
+    ]
+
+
+def test_hashed_lock_from_the_torch_index_keeps_hashes_and_names_the_index(
+    make_settings: Make, locks_dir: Path
+) -> None:
+    # What scripts/lock-deps.sh writes where PyTorch's index is reachable: hashed, with index.
+    write_lock(
+        locks_dir,
+        "audio",
+        "cu128",
+        "3.11",
+        "torch==2.7.0+cu128 \\\n    --hash=sha256:" + "1" * 64 + "\n",
+        index="https://torch.example/whl/cu128",
+    )
+    settings = make_settings()
+    the_plan = plan(
+        PROFILES["audio"],
+        parse_gpu_spec("NVIDIA B200:10.0:575.57.08"),
+        "3.11",
+        settings,
+        locks_dir=locks_dir,
+    )
+    argv = install_command(UV, the_plan, Path("/s"), Path("/r.txt"), settings, "/py")
+    assert argv[-8:] == [
+        "--require-hashes",
+        "--no-deps",
         "--index",
         "https://torch.example/whl/cu128",
         "--default-index",
