@@ -22,10 +22,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .cache import Layout, list_envs, prune
+from .cache import Layout
 from .ensure import detect, ensure, make_plan
 from .errors import BootstrapError, SettingsError
 from .log import configure, default_log
+from .prune import list_envs, prune
 from .settings import CACHE, GPU, HANDLER_TYPE, HANDLERS, Settings, load_settings
 
 

@@ -19,20 +19,16 @@ import contextlib
 import errno
 import json
 import os
-import shutil
-import threading
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import CacheError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
+if TYPE_CHECKING:
+    from typing import Any
+
 MANIFEST = "manifest.json"
-# Another host's lock whose heartbeat is older than this is taken to be dead.
-STALE_AFTER_S = 60.0
-HEARTBEAT_S = 10.0
 # A lease touched this recently marks its env as in use; a worker touches its lease each minute.
 LEASE_FRESH_S = 300.0
 LEASE_HEARTBEAT_S = 60.0
@@ -111,7 +107,7 @@ def write_manifest(staging: Path, manifest: dict[str, Any]) -> None:
 
 
 def new_staging(layout: Layout, key: str) -> Path:
-    path = layout.staging / f"{key}.{_token(12)}"
+    path = layout.staging / f"{key}.{random_token(12)}"
     path.mkdir(parents=True)
     return path
 
@@ -133,15 +129,19 @@ def discard(layout: Layout, path: Path) -> None:
     if not path.exists():
         return
     layout.trash.mkdir(parents=True, exist_ok=True)
-    grave = layout.trash / f"{path.name}.{_token(8)}"
+    grave = layout.trash / f"{path.name}.{random_token(8)}"
     try:
         os.rename(path, grave)
     except FileNotFoundError:
         return
+    import shutil
+
     shutil.rmtree(grave, ignore_errors=True)
 
 
 def empty_trash(layout: Layout) -> None:
+    import shutil
+
     if layout.trash.is_dir():
         for entry in layout.trash.iterdir():
             if entry.is_dir() and not entry.is_symlink():
@@ -160,163 +160,11 @@ def remove_leftovers(layout: Layout, key: str, keep: Path | None = None) -> list
     return removed
 
 
-# --- the install lock -----------------------------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie has exited; only its parent has not reaped it yet.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Who holds an install lock."""
-
-    host: str
-    boot_id: str
-    pid: int
-    token: str
-    since: float
-
-    @staticmethod
-    def me(clock: Callable[[], float]) -> Owner:
-        return Owner(_hostname(), _boot_id(), os.getpid(), _token(32), clock())
-
-    def describe(self) -> str:
-        return f"pid {self.pid} on {self.host}"
-
-
-def read_owner(path: Path) -> Owner | None:
-    try:
-        data = json.loads(path.read_text())
-        return Owner(
-            str(data["host"]),
-            str(data["boot_id"]),
-            int(data["pid"]),
-            str(data["token"]),
-            float(data["since"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-class InstallLock:
-    """One installer per env key across processes and hosts sharing the volume.
-
-    The lock is a file created with O_EXCL (atomic on local and network filesystems alike),
-    holding its owner; the owner touches it every HEARTBEAT_S. A lock is stale when its owner
-    is a dead process on this host, or when its heartbeat stopped for STALE_AFTER_S; a stale
-    lock is taken over, and the takeover is logged.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        log: Callable[[str], None],
-        clock: Callable[[], float] = time.time,
-        stale_after_s: float = STALE_AFTER_S,
-        heartbeat_s: float = HEARTBEAT_S,
-    ) -> None:
-        self.path = path
-        self.log = log
-        self.clock = clock
-        self.stale_after_s = stale_after_s
-        self.heartbeat_s = heartbeat_s
-        self.owner = Owner.me(clock)
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free or stale; never waits."""
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = read_owner(self.path)
-                if not self._stale(holder):
-                    return False
-                self._take_over(holder)
-                continue
-            with os.fdopen(fd, "w") as out:
-                json.dump(self.owner.__dict__, out)
-                out.flush()
-                os.fsync(out.fileno())
-            self._start_heartbeat()
-            return True
-        return False
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-        holder = read_owner(self.path)
-        if holder is not None and holder.token == self.owner.token:
-            self.path.unlink(missing_ok=True)
-
-    def holder(self) -> Owner | None:
-        return read_owner(self.path)
-
-    def _stale(self, holder: Owner | None) -> bool:
-        try:
-            age = self.clock() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return True
-        if holder is None:
-            # Unreadable: a creator killed between create and write, or one still writing.
-            return age > self.heartbeat_s
-        if holder.host == self.owner.host and holder.boot_id == self.owner.boot_id:
-            return not _pid_alive(holder.pid)
-        return age > self.stale_after_s
-
-    def _take_over(self, holder: Owner | None) -> None:
-        grave = self.path.with_name(f"{self.path.name}.{_token(8)}.stale")
-        try:
-            os.rename(self.path, grave)
-        except FileNotFoundError:
-            return
-        moved = read_owner(grave)
-        if holder is not None and moved is not None and moved.token != holder.token:
-            # A new owner got in between our look and our rename: give its lock back.
-            with contextlib.suppress(FileExistsError):
-                os.link(grave, self.path)
-        else:
-            who = holder.describe() if holder else "an unknown owner"
-            self.log(f"lock: took over {self.path.name} from {who}, which is gone")
-        grave.unlink(missing_ok=True)
-
-    def _start_heartbeat(self) -> None:
-        def beat() -> None:
-            while not self._stop.wait(self.heartbeat_s):
-                with contextlib.suppress(OSError):
-                    os.utime(self.path)
-
-        self._stop.clear()
-        self._beat = threading.Thread(target=beat, name="runpod-slim-lock", daemon=True)
-        self._beat.start()
-
-
-# --- use leases and pruning -----------------------------------------------------------------
+# --- use leases -----------------------------------------------------------------------------
 
 
 def lease_path(env_dir: Path) -> Path:
-    return env_dir / "leases" / f"{_hostname()}.{os.getpid()}"
+    return env_dir / "leases" / f"{hostname()}.{os.getpid()}"
 
 
 def touch_lease(env_dir: Path) -> Path:
@@ -328,67 +176,6 @@ def touch_lease(env_dir: Path) -> Path:
         lease.parent.mkdir(exist_ok=True)
         lease.touch()
     return lease
-
-
-@dataclass(frozen=True)
-class EnvEntry:
-    """One published env, as doctor and prune see it."""
-
-    key: str
-    path: Path
-    manifest: dict[str, Any]
-    last_used: float
-    in_use: bool
-
-
-def list_envs(layout: Layout, clock: Callable[[], float] = time.time) -> list[EnvEntry]:
-    """Published envs, most recently used first."""
-    entries: list[EnvEntry] = []
-    if not layout.envs.is_dir():
-        return entries
-    now = clock()
-    for env_dir in layout.envs.iterdir():
-        manifest = read_manifest(env_dir)
-        if manifest is None:
-            continue
-        times = [float(manifest.get("published_at", 0))]
-        in_use = False
-        leases = env_dir / "leases"
-        for lease in leases.iterdir() if leases.is_dir() else ():
-            with contextlib.suppress(OSError):
-                mtime = lease.stat().st_mtime
-                times.append(mtime)
-                in_use = in_use or now - mtime < LEASE_FRESH_S
-        entries.append(EnvEntry(env_dir.name, env_dir, manifest, max(times), in_use))
-    return sorted(entries, key=lambda e: e.last_used, reverse=True)
-
-
-def prune(
-    layout: Layout,
-    keep: int,
-    *,
-    protect: frozenset[str] = frozenset(),
-    dry_run: bool = False,
-    log: Callable[[str], None],
-    clock: Callable[[], float] = time.time,
-) -> list[str]:
-    """Remove all but the `keep` most recently used envs; never one in use or being installed.
-
-    Returns the keys removed (or that would be, with dry_run).
-    """
-    removed = []
-    for entry in list_envs(layout, clock)[keep:]:
-        lock = layout.lock_file(entry.key)
-        if entry.in_use or entry.key in protect or lock.exists():
-            log(f"prune: keeping {entry.key} (in use or being installed)")
-            continue
-        removed.append(entry.key)
-        if not dry_run:
-            discard(layout, entry.path)
-            log(f"prune: removed {entry.key}")
-    if not dry_run:
-        empty_trash(layout)
-    return removed
 
 
 def dir_size(path: Path) -> tuple[int, int]:
@@ -406,11 +193,11 @@ def dir_size(path: Path) -> tuple[int, int]:
     return total, files
 
 
-def _token(length: int) -> str:
+def random_token(length: int) -> str:
     return os.urandom(length // 2).hex()
 
 
-def _hostname() -> str:
+def hostname() -> str:
     return os.uname().nodename
 
 
@@ -421,11 +208,3 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-@contextlib.contextmanager
-def held(lock: InstallLock) -> Iterator[InstallLock]:
-    try:
-        yield lock
-    finally:
-        lock.release()

@@ -20,10 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cache import (
-    InstallLock,
     Layout,
     dir_size,
     discard,
@@ -43,8 +41,10 @@ from .plan import FLASH_ATTN_RELEASE, FlashAttnRelease, InstallPlan, plan
 from .profiles import LOCKS_DIR, PROFILES, Profile
 from .settings import GPU, Settings
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
 if TYPE_CHECKING:
     from .installer import Runner
+    from .lock import InstallLock
 
 _LOCK_POLL_S = 0.5
 
@@ -177,6 +177,8 @@ def _install(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
             f"env {key} is not in the cache at {layout.envs} and RUNPOD_SLIM_OFFLINE is set: "
             f"start once with network access, or point RUNPOD_SLIM_CACHE at a warm cache"
         )
+    from .lock import InstallLock
+
     layout.prepare()
     lock = InstallLock(layout.lock_file(key), log=start.log)
     with start.phase("lock wait") as phase:

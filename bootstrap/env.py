@@ -10,10 +10,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .cache import LEASE_HEARTBEAT_S, touch_lease
 from .errors import BootstrapError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
 
 from .errors import SettingsError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
+if TYPE_CHECKING:
+    from typing import Any
 
 # Driver version -> newest CUDA it supports (CUDA toolkit release notes, table 3).
 _DRIVER_CUDA = (

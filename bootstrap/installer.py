@@ -347,9 +347,10 @@ def smoke_test(
         "1" if plan.cuda_smoke else "0",
         *plan.smoke_imports,
     ]
-    env = {
-        k: v for k, v in environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
-    }
+    # PYTHONDONTWRITEBYTECODE is dropped on purpose: the smoke imports leave .pyc files for
+    # exactly the modules a worker imports, so no start after this one compiles them again.
+    dropped = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in environ.items() if k not in dropped}
     code, tail = runner(argv, env, site.parent, lambda line: None)
     if code != 0:
         started = [

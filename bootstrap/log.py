@@ -10,7 +10,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 LOGGER = logging.getLogger("runpod-slim")
 
@@ -29,25 +28,26 @@ def configure(level: int = logging.INFO) -> None:
         LOGGER.propagate = False
 
 
-@dataclass
 class Phase:
     """A phase in progress; set `detail` to say what it found."""
 
-    name: str
-    detail: str = ""
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.detail = ""
 
 
-@dataclass
 class StartLog:
     """Times phases and writes one line for each."""
 
-    log: Callable[[str], None] = default_log
-    clock: Callable[[], float] = time.perf_counter
-    started: float = field(default=0.0)
-    durations: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.started = self.clock()
+    def __init__(
+        self,
+        log: Callable[[str], None] = default_log,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.log = log
+        self.clock = clock
+        self.started = clock()
+        self.durations: dict[str, float] = {}
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[Phase]:

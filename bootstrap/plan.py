@@ -12,12 +12,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import PlanError
 from .gpu import GpuInfo, format_cuda, parse_driver
 from .profiles import LOCKS_DIR, TORCH_VERSION, Lock, Profile, custom_lock, read_lock
 from .settings import FLASH_ATTN, TORCH_VARIANT, Settings
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
+if TYPE_CHECKING:
+    from typing import Any
 
 KEY_SCHEMA = 1
 

@@ -67,7 +67,12 @@ class Lock:
     index: str | None  # the index torch comes from, given priority at install time
     text: str
     sha256: str
-    requirements: tuple[str, ...]  # "name==version", in file order
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """ "name==version" of every pin, in file order (parsed on demand: the warm path
+        needs only the hash)."""
+        return tuple(_pins(self.text))
 
 
 def lock_path(handler: str, variant: str, python: str, locks_dir: Path = LOCKS_DIR) -> Path:
@@ -98,7 +103,6 @@ def read_lock(handler: str, variant: str, python: str, locks_dir: Path = LOCKS_D
         index=header.get("index"),
         text=text,
         sha256=hashlib.sha256(raw).hexdigest(),
-        requirements=tuple(_pins(text)),
     )
 
 
@@ -152,7 +156,6 @@ def custom_lock(path: Path, variant: str, gpu_stack: bool) -> Lock:
         index=None,
         text=full,
         sha256=hashlib.sha256(raw).hexdigest(),
-        requirements=tuple(_pins(full)),
     )
 
 

@@ -226,7 +226,8 @@ class StorageHandler(Handler):
         return {"source": source, "deleted": True}
 
     def _cache(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-        from bootstrap.cache import Layout, list_envs, prune
+        from bootstrap.cache import Layout
+        from bootstrap.prune import list_envs, prune
 
         layout = Layout(job.config.cache_root)
         removed: list[str] = []

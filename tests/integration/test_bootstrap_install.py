@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.cache import Layout, list_envs, read_manifest
+from bootstrap.cache import Layout, read_manifest
+from bootstrap.prune import list_envs
 from tests.support.http import closed_port_url
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from bootstrap import ensure, load_settings
-from bootstrap.cache import Layout, list_envs
+from bootstrap.cache import Layout
 from bootstrap.errors import FetchError
 from bootstrap.gpu import parse_gpu_spec
 from bootstrap.plan import FlashAttnRelease
 from bootstrap.profiles import Profile
+from bootstrap.prune import list_envs
 from tests.support.builders import build_wheel, write_lock
 from tests.support.http import serve
 

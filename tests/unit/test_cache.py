@@ -11,17 +11,16 @@ from pathlib import Path
 
 from bootstrap.cache import (
     LEASE_FRESH_S,
-    InstallLock,
     Layout,
-    list_envs,
     new_staging,
-    prune,
     publish,
     read_manifest,
     remove_leftovers,
     touch_lease,
     write_manifest,
 )
+from bootstrap.lock import InstallLock
+from bootstrap.prune import list_envs, prune
 
 
 def make_env(layout: Layout, key: str, published_at: float) -> Path:
@@ -84,7 +83,7 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
 def test_lock_of_a_dead_process_on_this_host_is_taken_over(tmp_path: Path) -> None:
     path = tmp_path / "k.lock"
     code = (
-        "import sys; from bootstrap.cache import InstallLock; "
+        "import sys; from bootstrap.lock import InstallLock; "
         f"assert InstallLock(__import__('pathlib').Path({str(path)!r}), log=print).try_acquire()"
     )
     # The child takes the lock and exits without releasing it: a killed installer.

@@ -1,0 +1,73 @@
+"""What doctor and prune see of the cache: published envs, their last use, and removal."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import LEASE_FRESH_S, Layout, discard, empty_trash, read_manifest
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One published env, as doctor and prune see it."""
+
+    key: str
+    path: Path
+    manifest: dict[str, Any]
+    last_used: float
+    in_use: bool
+
+
+def list_envs(layout: Layout, clock: Callable[[], float] = time.time) -> list[EnvEntry]:
+    """Published envs, most recently used first."""
+    entries: list[EnvEntry] = []
+    if not layout.envs.is_dir():
+        return entries
+    now = clock()
+    for env_dir in layout.envs.iterdir():
+        manifest = read_manifest(env_dir)
+        if manifest is None:
+            continue
+        times = [float(manifest.get("published_at", 0))]
+        in_use = False
+        leases = env_dir / "leases"
+        for lease in leases.iterdir() if leases.is_dir() else ():
+            with contextlib.suppress(OSError):
+                mtime = lease.stat().st_mtime
+                times.append(mtime)
+                in_use = in_use or now - mtime < LEASE_FRESH_S
+        entries.append(EnvEntry(env_dir.name, env_dir, manifest, max(times), in_use))
+    return sorted(entries, key=lambda e: e.last_used, reverse=True)
+
+
+def prune(
+    layout: Layout,
+    keep: int,
+    *,
+    protect: frozenset[str] = frozenset(),
+    dry_run: bool = False,
+    log: Callable[[str], None],
+    clock: Callable[[], float] = time.time,
+) -> list[str]:
+    """Remove all but the `keep` most recently used envs; never one in use or being installed.
+
+    Returns the keys removed (or that would be, with dry_run).
+    """
+    removed = []
+    for entry in list_envs(layout, clock)[keep:]:
+        lock = layout.lock_file(entry.key)
+        if entry.in_use or entry.key in protect or lock.exists():
+            log(f"prune: keeping {entry.key} (in use or being installed)")
+            continue
+        removed.append(entry.key)
+        if not dry_run:
+            discard(layout, entry.path)
+            log(f"prune: removed {entry.key}")
+    if not dry_run:
+        empty_trash(layout)
+    return removed
