@@ -340,14 +340,6 @@ def copy_file(source: Path, dest: Path) -> None:
         shutil.copyfileobj(src, out, _CHUNK)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def presign(client: Any, location: S3Location, expires_s: int) -> str:
     url: str = client.generate_presigned_url(
         "get_object", Params={"Bucket": location.bucket, "Key": location.key}, ExpiresIn=expires_s

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bootstrap.fetch import sha256_of
+
 from .base import Handler, JobContext
 from .errors import JobError
 from .io import (
@@ -30,7 +32,6 @@ from .io import (
     s3_client,
     s3_error,
     scheme_of,
-    sha256_file,
     volume_path,
 )
 from .validation import Field, validate
@@ -116,7 +117,7 @@ class StorageHandler(Handler):
                 args["source_base64"], "input.source_base64", target, job.config
             )
         if digest is None:  # a volume:// source, read in place
-            digest = sha256_file(local)
+            digest = sha256_of(local)
             if to_volume:
                 copy_file(local, target)
         if to_volume:

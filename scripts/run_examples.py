@@ -13,46 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 1800  # a cold start installs the handler's stack first
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, server: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the worker exited with status {server.returncode} before serving")
-        try:
-            with urllib.request.urlopen(f"{url}/docs", timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise SystemExit(f"the worker did not answer on {url} within {timeout_s:.0f} s")
-
-
-def runsync(url: str, job_input: object) -> dict[str, object]:
-    body = json.dumps({"input": job_input}).encode()
-    request = urllib.request.Request(
-        f"{url}/runsync", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
 
 
 def main() -> int:
@@ -62,41 +27,20 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import handlers
+    from handlers.harness import local_api
 
     examples = handlers.load(args.handler).examples
-    port = args.port or free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HANDLER_TYPE": args.handler}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "handler.py",
-            "--rp_serve_api",
-            "--rp_api_host",
-            "127.0.0.1",
-            "--rp_api_port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-    )
     failed = 0
-    try:
-        wait_until_up(url, server, START_TIMEOUT_S)
+    with local_api(env, start_timeout_s=START_TIMEOUT_S, port=args.port) as api:
         for example in examples:
-            result = runsync(url, example)
+            result = api.runsync(example)
             output = result.get("output")
             if result.get("status") != "COMPLETED" or (
                 isinstance(output, dict) and "error" in output
             ):
                 failed += 1
             print(json.dumps({"input": example, "result": result}, indent=2))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
     print(f"{len(examples) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

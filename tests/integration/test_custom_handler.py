@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.worker import local_api
+from handlers.harness import local_api
 
 REPO = Path(__file__).resolve().parents[2]
 

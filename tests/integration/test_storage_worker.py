@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from handlers.harness import REPO, local_api
 from tests.support.radosgw import RadosGateway
-from tests.support.worker import REPO, local_api
 
 pytest_plugins = ["tests.support.s3_fixture"]
 

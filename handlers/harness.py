@@ -1,0 +1,105 @@
+"""The local harness: the worker's local API server (`handler.py --rp_serve_api`), started on
+a free loopback port and called. Used by scripts/run_examples.py and by the tests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalApi:
+    """A running local API server and the calls the tests make to it."""
+
+    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
+        self.url = url
+        self.process = process
+
+    def post(self, path: str, body: Mapping[str, Any], timeout_s: float = 600) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    def get(self, path: str, timeout_s: float = 60) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout_s) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    def runsync(self, job_input: Mapping[str, Any]) -> dict[str, Any]:
+        return self.post("/runsync", {"input": job_input})
+
+
+@contextmanager
+def local_api(
+    env: Mapping[str, str], start_timeout_s: float = 900, port: int = 0
+) -> Iterator[LocalApi]:
+    """Start the worker's local API server; poll until it answers, with a deadline.
+
+    A cold start installs the handler's stack first, hence the long default deadline.
+    """
+    port = port or free_port()
+    # The worker's log goes to a file, not a pipe: a pipe nobody reads would fill and stall it.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "handler.py",
+                "--rp_serve_api",
+                "--rp_api_host",
+                "127.0.0.1",
+                "--rp_api_port",
+                str(port),
+            ],
+            cwd=REPO,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + start_timeout_s
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(
+                        f"the worker exited ({process.returncode}):\n{log.read()[-4000:]}"
+                    )
+                try:
+                    with urllib.request.urlopen(f"{url}/docs", timeout=2):
+                        break
+                except (urllib.error.URLError, OSError):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the worker's API never answered on {url}") from None
+                    time.sleep(0.1)
+            yield LocalApi(url, process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
