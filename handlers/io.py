@@ -208,16 +208,15 @@ def fetch_source(
             _check_size(int(head["ContentLength"]), field, config)
             with _atomic_write(dest) as out:
                 writer = _HashingWriter(out)
-                # Parallel ranged GETs, written in order (the writer is not seekable), hashed
-                # as they are written: no second pass over the bytes.
                 client.download_fileobj(
                     location.bucket, location.key, writer, Config=transfer_config()
                 )
+                digest = writer.hexdigest()
         except JobError:
             raise
         except Exception as exc:
             raise s3_error(exc, location) from None
-        return dest, writer.sha256.hexdigest()
+        return dest, digest
     return dest, _download_url(url, field, dest, config)
 
 
@@ -277,18 +276,56 @@ def _check_host(url: str, field: str, config: HandlerConfig) -> None:
 
 
 class _HashingWriter:
-    """A write-only, non-seekable file that hashes what passes through it."""
+    """A file for downloads that hashes the bytes, in order, as they are written.
+
+    s3transfer writes the parts of a parallel download at their offsets (seek, then write),
+    often but not always in order. Bytes that extend the hashed prefix are hashed at once;
+    a part that arrives early is read back from the page cache when the gap before it fills.
+    So the hash costs no second pass over the file, and the download stays parallel.
+    """
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
         self.sha256 = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        return self.out.write(data)
+        self.hashed = 0  # bytes [0, hashed) are in the digest
+        self.early: dict[int, int] = {}  # offset -> length of parts written past a gap
+        self.position = 0
 
     def seekable(self) -> bool:
-        return False
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.position = self.out.seek(offset, whence)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def write(self, data: bytes) -> int:
+        start = self.position
+        written = self.out.write(data)
+        self.position += written
+        if start == self.hashed:
+            self.sha256.update(data)
+            self.hashed += written
+            self._catch_up()
+        elif start > self.hashed:
+            self.early[start] = written
+        return written
+
+    def _catch_up(self) -> None:
+        if self.hashed not in self.early:
+            return
+        self.out.flush()
+        while self.hashed in self.early:
+            length = self.early.pop(self.hashed)
+            self.sha256.update(os.pread(self.out.fileno(), length, self.hashed))
+            self.hashed += length
+
+    def hexdigest(self) -> str:
+        if self.early:
+            raise JobError("the download left a gap in the file; it was not completed")
+        return self.sha256.hexdigest()
 
 
 def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> str:
@@ -307,7 +344,7 @@ def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> st
                     done += len(chunk)
                     _check_size(done, field, config)
                     writer.write(chunk)
-            return writer.sha256.hexdigest()
+            return writer.hexdigest()
     except urllib.error.HTTPError as exc:
         raise JobError(f"{field}: {_short(url)} answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
@@ -327,7 +364,7 @@ def _atomic_write(dest: Path) -> Iterator[IO[bytes]]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.urandom(4).hex()}.part")
     try:
-        with tmp.open("wb") as out:
+        with tmp.open("w+b") as out:  # readable too: _HashingWriter reads parts back
             yield out
         os.replace(tmp, dest)
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,23 +117,27 @@ class StorageHandler(Handler):
             local, digest = decode_base64(
                 args["source_base64"], "input.source_base64", target, job.config
             )
-        if digest is None:  # a volume:// source, read in place
-            digest = sha256_of(local)
-            if to_volume:
-                copy_file(local, target)
         if to_volume:
+            if digest is None:  # a volume:// source, read in place
+                digest = sha256_of(local)
+                copy_file(local, target)
             return {"destination": destination, "bytes": target.stat().st_size, "sha256": digest}
         job.progress(f"uploading to {destination}")
-        delivered = deliver(
-            local,
-            destination,
-            "input.destination",
-            job.input,
-            job.config,
-            job.secrets,
-            job_id=job.id,
-            expires_s=args["expires_s"],
-        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # A volume:// source is hashed while it uploads: both read it from the page cache.
+            hashing = pool.submit(sha256_of, local) if digest is None else None
+            delivered = deliver(
+                local,
+                destination,
+                "input.destination",
+                job.input,
+                job.config,
+                job.secrets,
+                job_id=job.id,
+                expires_s=args["expires_s"],
+            )
+            if hashing is not None:
+                digest = hashing.result()
         return {**delivered, "sha256": digest}
 
     def _presign(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
