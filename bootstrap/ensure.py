@@ -14,7 +14,6 @@ activate the env first on sys.path
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -109,7 +108,7 @@ def ensure(
     locks_dir: Path = LOCKS_DIR,
     flash_attn_release: FlashAttnRelease = FLASH_ATTN_RELEASE,
     runner: Runner | None = None,
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None] | None = None,
     activate: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ReadyEnv:
@@ -159,7 +158,7 @@ class _Start:
     log: StartLog
     environ: Mapping[str, str]
     runner: Runner | None  # None: the real one, imported on the cold path only
-    which: Callable[[str], str | None]
+    which: Callable[[str], str | None] | None  # None: shutil.which, on the cold path only
     sleep: Callable[[float], None]
 
 
@@ -229,6 +228,8 @@ def _wait_for_lock(lock: InstallLock, key: str, ctx: _Start) -> ReadyEnv | None:
 
 def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv:
     # The cold path's modules (ssl, urllib, zipfile) stay out of the warm path's import time.
+    import shutil
+
     from .fetch import download
     from .installer import (
         find_tool,
@@ -246,7 +247,7 @@ def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv
     site = staging / "site"
     began = time.time()
     with start.phase("download and install") as phase:
-        tool = find_tool(settings, layout, log=start.log, which=ctx.which)
+        tool = find_tool(settings, layout, log=start.log, which=ctx.which or shutil.which)
         wheel = None
         if the_plan.flash_attn:
             fa = the_plan.flash_attn

@@ -6,7 +6,6 @@ import contextlib
 import os
 import site
 import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,8 @@ class ReadyEnv:
 
     def hold(self) -> None:
         """Mark the env in use for as long as this process runs, so prune leaves it alone."""
+        import threading  # only a serving worker holds its env
+
         touch_lease(self.path)
 
         def beat() -> None:
