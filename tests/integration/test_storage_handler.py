@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bootstrap.cache import Layout, new_staging, publish, write_manifest
 from handler import adapt
 from handlers.config import load_config
 from handlers.storage import StorageHandler
@@ -189,9 +190,20 @@ def test_job_credentials_override_and_wrong_ones_are_refused(
     assert "403" in refused["error"] or "InvalidAccessKeyId" in refused["error"]
 
 
-def test_cache_action_lists_bootstrap_envs(run_job: Run) -> None:
-    result = run_job(action="cache")
-    assert result["envs"] == [] and result["removed"] == []
+def test_cache_action_lists_and_prunes_bootstrap_envs(run_job: Run, tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "cache")  # the cache run_job's worker is configured with
+    layout.prepare()
+    for key, when in (("old-env", 1.0), ("new-env", 2.0)):
+        staging = new_staging(layout, key)
+        write_manifest(staging, {"key": key, "published_at": when, "size_bytes": 42})
+        publish(staging, layout.env_dir(key))
+    listed = run_job(action="cache")
+    assert [e["key"] for e in listed["envs"]] == ["new-env", "old-env"]
+    assert listed["envs"][0]["size_bytes"] == 42 and listed["removed"] == []
+    dry = run_job(action="cache", prune=True, keep=1, dry_run=True)
+    assert dry["removed"] == ["old-env"] and len(dry["envs"]) == 2
+    pruned = run_job(action="cache", prune=True, keep=1)
+    assert pruned["removed"] == ["old-env"] and [e["key"] for e in pruned["envs"]] == ["new-env"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,78 @@
+"""Inputs and outputs without a network: volume paths, base64, inline-or-volume delivery."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from handlers.config import HandlerConfig, load_config
+from handlers.errors import JobError
+from handlers.io import decode_base64, deliver, redact, volume_path
+
+
+def config_for(tmp_path: Path, **env: str) -> HandlerConfig:
+    volume = tmp_path / "volume"
+    volume.mkdir(exist_ok=True)
+    return load_config({"RUNPOD_SLIM_VOLUME": str(volume), **env})
+
+
+def test_volume_paths_stay_inside(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    assert (
+        volume_path("volume://a/b.txt", "f", config)
+        == (tmp_path / "volume" / "a" / "b.txt").resolve()
+    )
+    for bad in ("volume://", "volume:///etc", "volume://a/../../etc", "s3://b/k"):
+        with pytest.raises(JobError):
+            volume_path(bad, "f", config)
+
+
+def test_no_volume_attached_is_said(tmp_path: Path) -> None:
+    config = load_config({"RUNPOD_SLIM_VOLUME": str(tmp_path / "missing")})
+    with pytest.raises(JobError, match=r"no network volume is attached at .*missing"):
+        volume_path("volume://x", "input.destination", config)
+
+
+def test_base64_data_url_and_sha(tmp_path: Path) -> None:
+    data = b"\x00binary\xff"
+    encoded = "data:application/octet-stream;base64," + base64.b64encode(data).decode()
+    path, sha = decode_base64(encoded, "f", tmp_path / "out.bin", config_for(tmp_path))
+    assert path.read_bytes() == data
+    assert sha == hashlib.sha256(data).hexdigest()
+
+
+def test_small_results_come_back_inline(tmp_path: Path) -> None:
+    result = tmp_path / "r.txt"
+    result.write_bytes(b"small")
+    out = deliver(result, None, "input.destination", {}, config_for(tmp_path), [], job_id="j")
+    assert out == {"base64": base64.b64encode(b"small").decode(), "bytes": 5}
+
+
+def test_large_results_go_to_the_volume_or_say_where_to_send_them(tmp_path: Path) -> None:
+    result = tmp_path / "big.bin"
+    result.write_bytes(b"x" * 2_000_001)
+    config = config_for(tmp_path, RUNPOD_SLIM_INLINE_MAX_MB="2")
+    out = deliver(result, None, "input.destination", {}, config, [], job_id="job-7")
+    assert out["destination"] == "volume://.runpod-slim/outputs/job-7/big.bin"
+    assert Path(out["path"]).read_bytes() == result.read_bytes()
+    no_volume = load_config(
+        {"RUNPOD_SLIM_VOLUME": str(tmp_path / "none"), "RUNPOD_SLIM_INLINE_MAX_MB": "2"}
+    )
+    with pytest.raises(JobError) as info:
+        deliver(result, None, "input.destination", {}, no_volume, [], job_id="j")
+    assert str(info.value) == (
+        "the result is 2.0 MB, over the 2 MB that fit in a RunPod response; give "
+        "input.destination (s3://bucket/key or volume://path)"
+    )
+
+
+def test_redact() -> None:
+    assert redact("key s3cr3t and s3cr3t again", ["s3cr3t", ""]) == "key *** and *** again"
+
+
+def test_credentials_repr_hides_the_secret() -> None:
+    config = load_config({"BUCKET_ACCESS_KEY_ID": "AK", "BUCKET_SECRET_ACCESS_KEY": "very-secret"})
+    assert "very-secret" not in repr(config) and "very-secret" not in repr(config.bucket)
