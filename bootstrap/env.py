@@ -60,7 +60,10 @@ class ReadyEnv:
         """Mark the env in use for as long as this process runs, so prune leaves it alone."""
         import threading  # only a serving worker holds its env
 
-        touch_lease(self.path)
+        try:
+            touch_lease(self.path)
+        except OSError:
+            return  # a read-only cache (a baked image's) is never pruned under a worker
 
         def beat() -> None:
             event = threading.Event()
