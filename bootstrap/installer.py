@@ -259,6 +259,9 @@ def tool_environ(base: Mapping[str, str], settings: Settings, layout: Layout) ->
     env["UV_CACHE_DIR"] = str(layout.uv_cache)
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env.setdefault("UV_HTTP_TIMEOUT", "60")
+    # uv trusts only its built-in roots unless told: the system's store is where an image (or
+    # a TLS-inspecting proxy's operator) adds a CA, and where Python's own downloads look.
+    env.setdefault("UV_SYSTEM_CERTS", "1")
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     if settings.ca_bundle:
         env["SSL_CERT_FILE"] = settings.ca_bundle

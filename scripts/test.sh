@@ -27,6 +27,7 @@ mapfile -t shell_scripts < <(git ls-files '*.sh' 'scripts/*' | xargs grep -lE '^
 if [ "${#shell_scripts[@]}" -gt 0 ]; then
   .venv/bin/shellcheck "${shell_scripts[@]}"
 fi
+.venv/bin/hadolint runpod.Dockerfile.slim
 
 export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/pytest "$@"
