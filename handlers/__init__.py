@@ -14,6 +14,7 @@ from .base import Handler
 
 REGISTRY: dict[str, str] = {
     "storage": "handlers.storage:StorageHandler",
+    "tts": "handlers.tts:TTSHandler",
 }
 
 

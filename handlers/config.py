@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import SettingsError
-from bootstrap.settings import load_settings
+from bootstrap.settings import did_you_mean, load_settings
 
 ALLOW_PRIVATE_URLS = "RUNPOD_SLIM_ALLOW_PRIVATE_URLS"
 SDK_ALLOW_PRIVATE_URLS = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the RunPod SDK's own name
@@ -17,6 +17,10 @@ BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
 BUCKET_ACCESS_KEY_ID = "BUCKET_ACCESS_KEY_ID"
 BUCKET_SECRET_ACCESS_KEY = "BUCKET_SECRET_ACCESS_KEY"
 BUCKET_REGION = "BUCKET_REGION"
+TTS_ENGINE = "RUNPOD_SLIM_TTS_ENGINE"
+TTS_MAX_CHARS = "RUNPOD_SLIM_TTS_MAX_CHARS"
+VIDEO_MAX_DURATION_S = "RUNPOD_SLIM_VIDEO_MAX_DURATION_S"
+TTS_ENGINES = ("piper", "kokoro")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class HandlerConfig:
     max_download_bytes: int
     inline_max_bytes: int  # outputs larger than this go to the bucket or the volume
     bucket: BucketCredentials | None
+    tts_engine: str = "piper"  # the tts handler's engine when a job names none
+    tts_max_chars: int = 5000  # the longest text one tts job may speak
+    video_max_duration_s: int = 3600  # the longest input a video job may process
 
     def secrets(self) -> tuple[str, ...]:
         return (self.bucket.secret_access_key,) if self.bucket else ()
@@ -70,6 +77,9 @@ def load_config(environ: Mapping[str, str]) -> HandlerConfig:
         # /run takes 10 MB; base64 grows bytes by 4/3, and the JSON around it needs room.
         inline_max_bytes=int(_megabytes(environ, INLINE_MAX_MB, 7) * 1e6),
         bucket=bucket,
+        tts_engine=_choice(environ, TTS_ENGINE, "piper", TTS_ENGINES),
+        tts_max_chars=_count(environ, TTS_MAX_CHARS, 5000),
+        video_max_duration_s=_count(environ, VIDEO_MAX_DURATION_S, 3600),
     )
 
 
@@ -84,3 +94,21 @@ def _megabytes(environ: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SettingsError(name, raw, "a number of megabytes > 0")
     return value
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = environ.get(name, "").strip() or default
+    if value.lower() in choices:
+        return value.lower()
+    raise SettingsError(
+        name, value, f"choose one of {', '.join(choices)}{did_you_mean(value, choices)}"
+    )
+
+
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise SettingsError(name, raw, "a whole number > 0")
+    return int(raw)
