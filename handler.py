@@ -58,6 +58,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             LOG.info(
                 "state=ready custom handler %s, a %s", settings.custom.target, describe(function)
             )
+        if one_shot(environ, sys.argv):
+            function = drained(function)
         runpod.serverless.start({"handler": function, "return_aggregate_stream": True})
         return 0
 
@@ -69,8 +71,40 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             runpod.serverless.progress_update(job, message)
         LOG.info("job %s: %s", job.get("id", "?"), message)
 
-    runpod.serverless.start({"handler": adapt(handler, progress), "return_aggregate_stream": True})
+    job_function = adapt(handler, progress)
+    if one_shot(environ, sys.argv):
+        job_function = drained(job_function)
+    runpod.serverless.start({"handler": job_function, "return_aggregate_stream": True})
     return 0
+
+
+def one_shot(environ: Mapping[str, str], argv: list[str]) -> bool:
+    """True for the SDK's local one-job mode (`--test_input` or test_input.json)."""
+    serving = "--rp_serve_api" in argv or bool(environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+    return not serving
+
+
+def drained(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A streaming function as one that returns the list of its chunks.
+
+    The SDK's local one-job mode returns a generator handler's generator without running it;
+    on RunPod and in the local API server, streams are consumed and aggregated by the SDK.
+    """
+    import inspect
+
+    if inspect.isasyncgenfunction(function):
+
+        async def collect_async(job: dict[str, Any]) -> list[Any]:
+            return [chunk async for chunk in function(job)]
+
+        return collect_async
+    if inspect.isgeneratorfunction(function):
+
+        def collect(job: dict[str, Any]) -> list[Any]:
+            return list(function(job))
+
+        return collect
+    return function
 
 
 def build_handler(environ: Mapping[str, str]) -> Handler:

@@ -36,9 +36,10 @@ def main() -> int:
         for example in examples:
             result = api.runsync(example)
             output = result.get("output")
-            if result.get("status") != "COMPLETED" or (
-                isinstance(output, dict) and "error" in output
-            ):
+            # A streaming handler's output is its list of chunks; an error is one of them.
+            parts = output if isinstance(output, list) else [output]
+            refused = any(isinstance(part, dict) and "error" in part for part in parts)
+            if result.get("status") != "COMPLETED" or refused:
                 failed += 1
             print(json.dumps({"input": example, "result": result}, indent=2))
     print(f"{len(examples) - failed} passed, {failed} failed")

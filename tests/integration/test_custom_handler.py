@@ -96,6 +96,12 @@ def test_async_function(user_dir: Path) -> None:
     assert "lookup: warm" in log  # same requirements: the env from the first test
 
 
+def test_generator_function_runs_under_test_input_too(user_dir: Path) -> None:
+    # The SDK's one-job mode would return the generator unrun; the worker drains it.
+    result, _ = run_worker(user_dir, "my_worker:generator_handler", {"text": "a b"})
+    assert result == {"output": [{"word": "a"}, {"word": "b"}]}
+
+
 def test_generator_function_streams_through_the_local_api(user_dir: Path) -> None:
     # The SDK's --test_input mode does not iterate generators; its API server does.
     env = worker_env(user_dir, "my_worker:generator_handler")

@@ -6,14 +6,14 @@ Each behaviour has its own tiny fixture handler, defined here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import handlers
-from handler import adapt
+from handler import adapt, drained, one_shot
 from handlers.base import Handler, JobContext
 from handlers.config import load_config
 from handlers.errors import JobError
@@ -129,3 +129,19 @@ def test_unknown_handler_lists_the_choices() -> None:
         "HANDLER_TYPE='storag' names no handler in this build (did you mean 'storage'?); "
         f"choose one of {', '.join(sorted(handlers.REGISTRY))}"
     )
+
+
+def test_one_shot_mode_drains_streams() -> None:
+    assert one_shot({}, ["handler.py", "--test_input", "{}"])
+    assert not one_shot({}, ["handler.py", "--rp_serve_api"])
+    assert not one_shot({"RUNPOD_WEBHOOK_GET_JOB": "https://api/job"}, ["handler.py"])
+
+    def words(job: dict[str, Any]) -> Iterator[str]:
+        yield from job["input"].split()
+
+    assert drained(words)({"input": "a b"}) == ["a", "b"]
+    chunks = asyncio.run(
+        drained(adapt(Streamer(CONFIG), lambda job, m: None))({"id": "j", "input": {}})
+    )
+    assert chunks == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+    assert drained(run) is run  # not a stream: unchanged
