@@ -15,6 +15,7 @@ from .base import Handler
 REGISTRY: dict[str, str] = {
     "storage": "handlers.storage:StorageHandler",
     "tts": "handlers.tts:TTSHandler",
+    "video": "handlers.video:VideoHandler",
 }
 
 
