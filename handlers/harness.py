@@ -52,6 +52,26 @@ class LocalApi:
         return self.post("/runsync", {"input": job_input})
 
 
+def run_one_job(
+    env: Mapping[str, str], job_input: Mapping[str, Any], timeout_s: float = 900
+) -> tuple[int, str]:
+    """`python3 handler.py --test_input` for one job: (exit status, the worker's whole log).
+
+    The SDK's one-job mode exits 1 when the job reports an error, and logs the job's result as
+    `Job result: {...}` when it does not.
+    """
+    proc = subprocess.run(
+        [sys.executable, "handler.py", "--test_input", json.dumps({"input": job_input})],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
 @contextmanager
 def local_api(
     env: Mapping[str, str], start_timeout_s: float = 900, port: int = 0

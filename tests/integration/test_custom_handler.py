@@ -10,13 +10,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from handlers.harness import local_api
+from handlers.harness import local_api, run_one_job
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,18 +58,8 @@ def worker_env(user_dir: Path, target: str) -> dict[str, str]:
 def run_worker(
     user_dir: Path, target: str, job_input: dict[str, object]
 ) -> tuple[dict[str, object], str]:
-    env = worker_env(user_dir, target)
-    proc = subprocess.run(
-        [sys.executable, "handler.py", "--test_input", json.dumps({"input": job_input})],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    code, log = run_one_job(worker_env(user_dir, target), job_input)
+    assert code == 0, log[-4000:]
     results = [
         line.split("Job result: ", 1)[1] for line in log.splitlines() if "Job result: " in line
     ]
@@ -112,18 +100,8 @@ def test_generator_function_streams_through_the_local_api(user_dir: Path) -> Non
 
 
 def test_a_function_that_cannot_load_is_reported_on_the_job(user_dir: Path) -> None:
-    env = worker_env(user_dir, "my_worker:no_such_function")
-    proc = subprocess.run(
-        [sys.executable, "handler.py", "--test_input", json.dumps({"input": {}})],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 1  # the SDK's local mode exits 1 when the job reports an error
+    code, log = run_one_job(worker_env(user_dir, "my_worker:no_such_function"), {})
+    assert code == 1  # the SDK's local mode exits 1 when the job reports an error
     assert (
         "Job local_test failed with error: custom handler my_worker:no_such_function could not "
         "be loaded from" in log

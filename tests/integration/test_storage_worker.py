@@ -7,7 +7,6 @@ package index), then the worker serves jobs against the real S3 server.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from handlers.harness import REPO, local_api
+from handlers.harness import REPO, local_api, run_one_job
 from tests.support.radosgw import RadosGateway
 
 pytest_plugins = ["tests.support.s3_fixture"]
@@ -44,17 +43,8 @@ def test_test_input_runs_one_job(worker_env: dict[str, str], s3_bucket: str) -> 
             "destination": f"s3://{s3_bucket}/hi.txt",
         }
     }
-    proc = subprocess.run(
-        [sys.executable, "handler.py", "--test_input", json.dumps(job)],
-        cwd=REPO,
-        env=worker_env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    code, log = run_one_job(worker_env, job["input"])
+    assert code == 0, log[-4000:]
     assert "Job local_test completed successfully." in log
     assert "'sha256': '8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4'" in log
     assert worker_env["BUCKET_SECRET_ACCESS_KEY"] not in log

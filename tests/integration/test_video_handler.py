@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 
 from bootstrap import ensure, load_settings
 from handler import adapt, build_handler
-from handlers.harness import REPO, local_api
+from handlers.harness import REPO, local_api, run_one_job
 
 Run = Callable[..., dict[str, Any]]
 PRESETS = "ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow"
@@ -512,17 +511,8 @@ def test_duration_limit(video_environ: dict[str, str], clips: dict[str, Path]) -
 
 def test_test_input_runs_a_probe_job(video_environ: dict[str, str], clips: dict[str, Path]) -> None:
     job = {"input": {"action": "probe", "video": "volume://clips/clip.webm"}}
-    proc = subprocess.run(
-        [sys.executable, "handler.py", "--test_input", json.dumps(job)],
-        cwd=REPO,
-        env=video_environ,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    code, log = run_one_job(video_environ, job["input"])
+    assert code == 0, log[-4000:]
     assert "Job local_test completed successfully." in log
     assert "'container': 'matroska,webm'" in log and "'codec': 'vp9'" in log
     assert "video: ffmpeg " in log and "NVENC " in log  # setup says which encoders run
