@@ -30,12 +30,12 @@ from typing import Any
 
 import pytest
 
-from bootstrap import ensure, load_settings
 from bootstrap.errors import SettingsError
 from handler import adapt, build_handler
 from handlers.config import load_config
 from handlers.harness import local_api
 from handlers.tts import TTSHandler
+from tests.support.envs import activated_env
 
 pytestmark = pytest.mark.slow  # the tts env is the cu126 torch stack (about 3 GB)
 
@@ -64,19 +64,9 @@ Run = Callable[..., list[dict[str, Any]]]
 @pytest.fixture(scope="module")
 def tts_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The worker's environment; the tts env installed into its cache and activated here."""
-    base = tmp_path_factory.mktemp("tts")
-    (base / "volume").mkdir()
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_SLIM_")},
-        "HANDLER_TYPE": "tts",
-        "RUNPOD_SLIM_CACHE": str(base / "cache"),
-        "RUNPOD_SLIM_VOLUME": str(base / "volume"),
-        "RUNPOD_SLIM_GPU": "none",  # the CPU plan, also on a GPU machine: Piper runs on CPUs
-    }
-    saved = list(sys.path)
-    ensure(load_settings(environ), environ=environ)  # activate=True: the env is first on sys.path
-    yield environ
-    sys.path[:] = saved
+    # The CPU plan, also on a GPU machine: Piper runs on CPUs.
+    with activated_env("tts", tmp_path_factory.mktemp("tts"), RUNPOD_SLIM_GPU="none") as environ:
+        yield environ
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from bootstrap import ensure, load_settings
 from handler import adapt, build_handler
 from handlers.harness import REPO, local_api, run_one_job
+from tests.support.envs import activated_env
 
 Run = Callable[..., dict[str, Any]]
 PRESETS = "ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow"
@@ -33,18 +33,8 @@ PRESETS = "ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, v
 @pytest.fixture(scope="module")
 def video_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The worker's environment; the video env installed into its cache and activated here."""
-    base = tmp_path_factory.mktemp("video")
-    (base / "volume").mkdir()
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_SLIM_")},
-        "HANDLER_TYPE": "video",
-        "RUNPOD_SLIM_CACHE": str(base / "cache"),
-        "RUNPOD_SLIM_VOLUME": str(base / "volume"),
-    }
-    saved = list(sys.path)
-    ensure(load_settings(environ), environ=environ)  # the env is first on sys.path now
-    yield environ
-    sys.path[:] = saved
+    with activated_env("video", tmp_path_factory.mktemp("video")) as environ:
+        yield environ
 
 
 @pytest.fixture(scope="module")
