@@ -13,6 +13,7 @@ from bootstrap.settings import did_you_mean
 from .base import Handler
 
 REGISTRY: dict[str, str] = {
+    "audio": "handlers.audio:AudioHandler",
     "storage": "handlers.storage:StorageHandler",
     "tts": "handlers.tts:TTSHandler",
     "video": "handlers.video:VideoHandler",

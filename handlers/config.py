@@ -20,6 +20,9 @@ BUCKET_REGION = "BUCKET_REGION"
 TTS_ENGINE = "RUNPOD_SLIM_TTS_ENGINE"
 TTS_MAX_CHARS = "RUNPOD_SLIM_TTS_MAX_CHARS"
 VIDEO_MAX_DURATION_S = "RUNPOD_SLIM_VIDEO_MAX_DURATION_S"
+AUDIO_MODEL = "RUNPOD_SLIM_AUDIO_MODEL"
+AUDIO_MAX_MODELS = "RUNPOD_SLIM_AUDIO_MAX_MODELS"
+HF_TOKEN = "HF_TOKEN"
 TTS_ENGINES = ("piper", "kokoro")
 
 
@@ -50,9 +53,13 @@ class HandlerConfig:
     tts_engine: str = "piper"  # the tts handler's engine when a job names none
     tts_max_chars: int = 5000  # the longest text one tts job may speak
     video_max_duration_s: int = 3600  # the longest input a video job may process
+    audio_model: str = "large-v3"  # the audio handler's Whisper model when a job names none
+    audio_max_models: int = 2  # Whisper models the audio handler keeps in memory
+    hf_token: str | None = None  # Hugging Face token (diarization); never logged or returned
 
     def secrets(self) -> tuple[str, ...]:
-        return (self.bucket.secret_access_key,) if self.bucket else ()
+        found = (self.bucket.secret_access_key,) if self.bucket else ()
+        return (*found, self.hf_token) if self.hf_token else found
 
 
 def load_config(environ: Mapping[str, str]) -> HandlerConfig:
@@ -80,6 +87,9 @@ def load_config(environ: Mapping[str, str]) -> HandlerConfig:
         tts_engine=_choice(environ, TTS_ENGINE, "piper", TTS_ENGINES),
         tts_max_chars=_count(environ, TTS_MAX_CHARS, 5000),
         video_max_duration_s=_count(environ, VIDEO_MAX_DURATION_S, 3600),
+        audio_model=environ.get(AUDIO_MODEL, "").strip() or "large-v3",
+        audio_max_models=_count(environ, AUDIO_MAX_MODELS, 2),
+        hf_token=environ.get(HF_TOKEN, "").strip() or None,
     )
 
 

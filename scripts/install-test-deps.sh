@@ -4,6 +4,8 @@
 #   ceph-mon, ceph-osd, radosgw (+ ceph-common): a throwaway one-node Ceph
 #   cluster whose radosgw is the real S3 server of the tests
 #   (tests/support/radosgw.py).
+#   espeak-ng: speaks the script the audio handler's tests transcribe
+#   (tests/integration/test_audio_handler.py).
 #
 # Idempotent and quick when everything is there already: it asks dpkg first
 # and only runs `apt-get update` and `apt-get install` for what is missing.
@@ -14,10 +16,10 @@
 #   --check   only report; exit 1 if something is missing
 set -euo pipefail
 
-# Recommends are not needed: these four are the minimal set that runs a
+# Recommends are not needed: the four ceph ones are the minimal set that runs a
 # mon + memstore OSD + radosgw cluster (ceph-common has ceph, ceph-authtool
 # and radosgw-admin; ceph-base, pulled in by ceph-mon, has monmaptool).
-PACKAGES=(ceph-mon ceph-osd radosgw ceph-common)
+PACKAGES=(ceph-mon ceph-osd radosgw ceph-common espeak-ng)
 
 usage() {
     echo "usage: $0 [--check]" >&2

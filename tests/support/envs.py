@@ -17,7 +17,12 @@ def activated_env(handler: str, base: Path, **extra: str) -> Iterator[dict[str, 
     first on sys.path (as handler.py's main() does) until the block ends."""
     (base / "volume").mkdir(exist_ok=True)
     environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_SLIM_")},
+        # The machine's own settings and tokens never leak into a test's worker.
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RUNPOD_SLIM_", "BUCKET_")) and k != "HF_TOKEN"
+        },
         "HANDLER_TYPE": handler,
         "RUNPOD_SLIM_CACHE": str(base / "cache"),
         "RUNPOD_SLIM_VOLUME": str(base / "volume"),

