@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import report
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -128,6 +130,17 @@ def main() -> int:
         )
     overhead = statistics.median(runs["handler"]) / statistics.median(runs["direct"]) - 1
     print(f"handler overhead: {overhead * 100:+.1f}% (limit {MAX_OVERHEAD * 100:.0f}%)")
+    report(
+        "audio_rtf",
+        {
+            "command": f"python3 bench/bench_audio.py --rounds {args.rounds}",
+            "audio_s": round(seconds, 1),
+            "model": "tiny.en int8, CPU",
+            "rtf_median": {k: round(statistics.median(v), 4) for k, v in runs.items()},
+            "handler_overhead_pct": round(overhead * 100, 1),
+            "target_overhead_pct_max": MAX_OVERHEAD * 100,
+        },
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0 if overhead <= MAX_OVERHEAD else 1
 
