@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,19 @@ from _common import REPO, report
 sys.path.insert(0, str(REPO))
 from bootstrap import ensure, load_settings
 from handler import adapt, build_handler
+
+
+def alternate(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of each run per round, alternating which goes first, so neither always
+    gets the warmer machine."""
+    order = list(runs.items())
+    timings: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds):
+        for name, run in order if round_ % 2 == 0 else order[::-1]:
+            began = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - began)
+    return timings
 
 
 def main() -> None:
@@ -89,16 +104,15 @@ def main() -> None:
             f"file:{direct_out}",
         ]
 
-        timings: dict[str, list[float]] = {"direct": [], "handler": []}
-        for _ in range(args.rounds):
-            began = time.perf_counter()
+        def run_direct() -> None:
             subprocess.run(direct, check=True)
-            timings["direct"].append(time.perf_counter() - began)
-            began = time.perf_counter()
+
+        def run_handler() -> None:
             result: dict[str, Any] = asyncio.run(run_job({"id": "bench", "input": job_input}))
-            timings["handler"].append(time.perf_counter() - began)
             if "error" in result:
                 raise SystemExit(result["error"])
+
+        timings = alternate({"direct": run_direct, "handler": run_handler}, args.rounds)
         nvenc: str | dict[str, float] = (
             f"not measured: NVENC is not available here ({handler.encoders.nvenc_problem})"
         )
@@ -123,6 +137,15 @@ def main() -> None:
                 "seconds": {k: [round(v, 2) for v in vals] for k, vals in timings.items()},
                 "best_s": {k: round(v, 2) for k, v in best.items()},
                 "handler_overhead_pct": round(overhead, 2),
+                "median_s": {k: round(statistics.median(v), 2) for k, v in timings.items()},
+                "handler_overhead_pct_median": round(
+                    (
+                        statistics.median(timings["handler"]) / statistics.median(timings["direct"])
+                        - 1
+                    )
+                    * 100,
+                    2,
+                ),
                 "target_overhead_pct": 5,
                 "output": {
                     "duration_s": out.duration_s,
