@@ -96,20 +96,20 @@ class Settings:
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, refusing bad values with a clear message."""
     volume = Path(environ.get(VOLUME) or DEFAULT_VOLUME)
-    handler_type = _choice(environ, HANDLER_TYPE, DEFAULT_HANDLER, HANDLERS)
+    handler_type = choice_setting(environ, HANDLER_TYPE, DEFAULT_HANDLER, HANDLERS)
     return Settings(
         handler_type=handler_type,
         volume=volume,
         cache_root=_cache_root(environ, volume),
         gpu=_gpu(environ),
-        torch_variant=_choice(environ, TORCH_VARIANT, "auto", TORCH_VARIANTS),
-        flash_attn=_choice(environ, FLASH_ATTN, "auto", FLASH_ATTN_POLICIES),
+        torch_variant=choice_setting(environ, TORCH_VARIANT, "auto", TORCH_VARIANTS),
+        flash_attn=choice_setting(environ, FLASH_ATTN, "auto", FLASH_ATTN_POLICIES),
         index_url=_url(environ, INDEX_URL, DEFAULT_INDEX_URL),
         torch_index_url=_url(environ, TORCH_INDEX_URL, DEFAULT_TORCH_INDEX_URL),
         find_links=tuple(environ.get(FIND_LINKS, "").replace(",", " ").split()),
         flash_attn_mirror=_url(environ, FLASH_ATTN_MIRROR, DEFAULT_FLASH_ATTN_MIRROR),
         offline=_flag(environ, OFFLINE),
-        installer=_choice(environ, INSTALLER, "auto", INSTALLERS),
+        installer=choice_setting(environ, INSTALLER, "auto", INSTALLERS),
         lock_timeout_s=_number(environ, LOCK_TIMEOUT, 1800.0, minimum=1.0),
         retries=int(_number(environ, RETRIES, 3, minimum=0)),
         keep_envs=int(_number(environ, KEEP_ENVS, 3, minimum=1)),
@@ -130,7 +130,10 @@ def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+def choice_setting(
+    environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]
+) -> str:
+    """The variable's value, lower-cased, if it is one of `choices`; else a SettingsError."""
     value = environ.get(name, "").strip() or default
     if value.lower() in choices:
         return value.lower()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import SettingsError
-from bootstrap.settings import did_you_mean, load_settings
+from bootstrap.settings import choice_setting, load_settings
 
 ALLOW_PRIVATE_URLS = "RUNPOD_SLIM_ALLOW_PRIVATE_URLS"
 SDK_ALLOW_PRIVATE_URLS = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the RunPod SDK's own name
@@ -84,7 +84,7 @@ def load_config(environ: Mapping[str, str]) -> HandlerConfig:
         # /run takes 10 MB; base64 grows bytes by 4/3, and the JSON around it needs room.
         inline_max_bytes=int(_megabytes(environ, INLINE_MAX_MB, 7) * 1e6),
         bucket=bucket,
-        tts_engine=_choice(environ, TTS_ENGINE, "piper", TTS_ENGINES),
+        tts_engine=choice_setting(environ, TTS_ENGINE, "piper", TTS_ENGINES),
         tts_max_chars=_count(environ, TTS_MAX_CHARS, 5000),
         video_max_duration_s=_count(environ, VIDEO_MAX_DURATION_S, 3600),
         audio_model=environ.get(AUDIO_MODEL, "").strip() or "large-v3",
@@ -104,15 +104,6 @@ def _megabytes(environ: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SettingsError(name, raw, "a number of megabytes > 0")
     return value
-
-
-def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = environ.get(name, "").strip() or default
-    if value.lower() in choices:
-        return value.lower()
-    raise SettingsError(
-        name, value, f"choose one of {', '.join(choices)}{did_you_mean(value, choices)}"
-    )
 
 
 def _count(environ: Mapping[str, str], name: str, default: int) -> int:
