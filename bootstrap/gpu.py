@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 
 from .errors import SettingsError
@@ -63,7 +63,6 @@ class GpuInfo:
     cuda_driver_version: tuple[int, int] | None = None
     source: str = "nvml"  # "nvml", "spec" (planned for a GPU that is not here), or "none"
     reason: str = ""  # why there is no GPU, when there is none
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def present(self) -> bool:

@@ -56,7 +56,6 @@ class StartLog:
         self.log = log
         self.clock = clock
         self.started = clock()
-        self.durations: dict[str, float] = {}
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
@@ -68,7 +67,6 @@ class StartLog:
             failed = False
         finally:
             took = self.clock() - begin
-            self.durations[name] = self.durations.get(name, 0.0) + took
             detail = "failed" if failed else phase.detail or "done"
             self.log(f"{name}: {detail} ({_fmt(took)})")
 
