@@ -83,8 +83,9 @@ def main() -> int:
     from faster_whisper import decode_audio
 
     from handler import adapt
-    from handlers.audio import AudioHandler, word_error_rate
+    from handlers.audio import AudioHandler
     from handlers.config import load_config
+    from tests.support.wer import word_error_rate
 
     handler = AudioHandler(load_config(environ))
     handler.setup()

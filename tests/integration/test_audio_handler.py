@@ -34,10 +34,11 @@ from typing import Any
 import pytest
 
 from handler import adapt
-from handlers.audio import AudioHandler, word_error_rate
+from handlers.audio import AudioHandler
 from handlers.config import load_config
 from handlers.harness import local_api, run_one_job
 from tests.support.envs import activated_env
+from tests.support.wer import word_error_rate
 
 pytestmark = pytest.mark.slow  # the audio env is the cu126 torch stack (about 3 GB)
 
@@ -119,24 +120,22 @@ def check_heard(name: str, heard: str) -> float:
     return rate
 
 
+def cue_span(times: str, fraction: str) -> tuple[float, float]:
+    """'HH:MM:SS,mmm --> HH:MM:SS,mmm' in seconds; srt separates the millis with ',', vtt '.'."""
+    stamp = rf"(\d\d):(\d\d):(\d\d){re.escape(fraction)}(\d\d\d)"
+    match = re.fullmatch(f"{stamp} --> {stamp}", times)
+    assert match, times
+    h1, m1, s1, f1, h2, m2, s2, f2 = (int(g) for g in match.groups())
+    return h1 * 3600 + m1 * 60 + s1 + f1 / 1000, h2 * 3600 + m2 * 60 + s2 + f2 / 1000
+
+
 def srt_cues(text: str) -> list[tuple[float, float, str]]:
     """(start, end, text) of each SubRip cue, checking the numbering and the time format."""
     cues = []
     for number, block in enumerate(text.strip().split("\n\n"), 1):
         index, times, *lines = block.split("\n")
         assert index == str(number), block
-        match = re.fullmatch(
-            r"(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)", times
-        )
-        assert match, times
-        h1, m1, s1, f1, h2, m2, s2, f2 = (int(g) for g in match.groups())
-        cues.append(
-            (
-                h1 * 3600 + m1 * 60 + s1 + f1 / 1000,
-                h2 * 3600 + m2 * 60 + s2 + f2 / 1000,
-                " ".join(lines),
-            )
-        )
+        cues.append((*cue_span(times, ","), " ".join(lines)))
     return cues
 
 
@@ -146,18 +145,7 @@ def vtt_cues(text: str) -> list[tuple[float, float, str]]:
     cues = []
     for block in blocks:
         times, *lines = block.split("\n")
-        match = re.fullmatch(
-            r"(\d\d):(\d\d):(\d\d)\.(\d\d\d) --> (\d\d):(\d\d):(\d\d)\.(\d\d\d)", times
-        )
-        assert match, times
-        h1, m1, s1, f1, h2, m2, s2, f2 = (int(g) for g in match.groups())
-        cues.append(
-            (
-                h1 * 3600 + m1 * 60 + s1 + f1 / 1000,
-                h2 * 3600 + m2 * 60 + s2 + f2 / 1000,
-                " ".join(lines),
-            )
-        )
+        cues.append((*cue_span(times, "."), " ".join(lines)))
     return cues
 
 

@@ -19,7 +19,6 @@ import base64
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from handlers.config import load_config
 from handlers.harness import local_api
 from handlers.tts import TTSHandler
 from tests.support.envs import activated_env
+from tests.support.wer import word_error_rate, words_of
 
 pytestmark = pytest.mark.slow  # the tts env is the cu126 torch stack (about 3 GB)
 
@@ -126,27 +126,9 @@ def transcribe(tmp: Path, audio: list[str], suffix: str = "wav") -> list[str]:
     return texts
 
 
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level edit distance over the reference's word count."""
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, expected in enumerate(ref, 1):
-        diagonal, row[0] = row[0], i
-        for j, heard in enumerate(hyp, 1):
-            diagonal, row[j] = (
-                row[j],
-                min(row[j] + 1, row[j - 1] + 1, diagonal + (expected != heard)),
-            )
-    return row[-1] / max(len(ref), 1)
-
-
 def check_heard(name: str, reference: str, heard: str) -> None:
     """What Whisper heard is close enough to the text (the WER is printed: pytest -s)."""
-    rate = wer(reference, heard)
+    rate = word_error_rate(reference, heard)
     print(f"WER {rate:.3f} {name}: heard {heard!r}")
     assert rate <= MAX_WER, f"{name}: WER {rate:.3f}: expected {reference!r}, heard {heard!r}"
 
@@ -159,12 +141,6 @@ def split(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, 
         [c["chunk"] for c in chunks] == list(range(len(chunks))) == list(range(summary["chunks"]))
     )
     return chunks, summary
-
-
-def test_wer_counts_word_edits() -> None:
-    assert wer("the cat sat", "The cat sat.") == 0.0
-    assert wer("the cat sat", "the bat sat down") == pytest.approx(2 / 3)
-    assert wer("a b c d", "") == 1.0
 
 
 def test_speech_is_heard_back_as_the_text(run_job: Run, tmp_path: Path) -> None:
@@ -187,7 +163,7 @@ def test_speech_is_heard_back_as_the_text(run_job: Run, tmp_path: Path) -> None:
     whole, rate = decode(summary["audio_base64"])
     assert rate == 22050 and summary["bytes"] == len(base64.b64decode(summary["audio_base64"]))
     assert len(whole) / rate == pytest.approx(summary["duration_s"], abs=0.001)
-    words_per_s = len(words(TEXT)) / summary["duration_s"]
+    words_per_s = len(words_of(TEXT)) / summary["duration_s"]
     assert 1.5 <= words_per_s <= 4, f"{words_per_s:.2f} words/s in {summary['duration_s']} s"
     # The chunks, decoded and joined in order, are exactly the whole file's samples.
     joined = np.concatenate([decode(c["audio_base64"])[0] for c in chunks])
