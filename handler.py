@@ -41,8 +41,10 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         LOG.error("the worker cannot start: %s", exc)
         return 1
 
+    from handlers.sdk import import_runpod
+
     began = time.perf_counter()
-    import runpod  # from the env ensure() just activated
+    runpod = import_runpod()  # from the env ensure() just activated
 
     LOG.info(
         "sdk: import runpod %s (%.0f ms)", runpod.__version__, (time.perf_counter() - began) * 1000
