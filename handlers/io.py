@@ -26,14 +26,17 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
 
+from . import volume
 from .config import BucketCredentials, HandlerConfig
 from .errors import JobError
 from .validation import Field, validate
 
 SOURCE_SCHEMES = ("https", "http", "s3", "volume")
+# Results too big to return inline land here: a folder jobs may read back (not the cache).
+OUTPUTS = "runpod-slim-outputs"
 _CHUNK = 1 << 20
 CREDENTIAL_FIELDS = {
     "endpoint_url": Field(str, help="the S3 endpoint, such as https://s3.example.com"),
@@ -41,6 +44,9 @@ CREDENTIAL_FIELDS = {
     "secret_access_key": Field(str, required=True),
     "region": Field(str, default="us-east-1"),
 }
+
+
+Target = Path | volume.VolumePath  # a file in the job's own directory, or on the volume
 
 
 @dataclass(frozen=True)
@@ -72,23 +78,14 @@ def parse_s3(url: str, field: str) -> S3Location:
 
 
 def volume_path(url: str, field: str, config: HandlerConfig) -> Path:
-    """The file under the volume that `volume://relative/path` names; never outside it."""
-    if not url.startswith("volume://"):
-        raise JobError(f"{field}={url!r} is not a volume:// location; write volume://path")
-    relative = url[len("volume://") :]
-    parts = PurePosixPath(relative).parts
-    if relative.startswith("/") or not relative or ".." in parts:
-        raise JobError(
-            f"{field}={url!r} must be a relative path under the volume, without '..' "
-            f"(such as volume://inputs/clip.mp4)"
-        )
-    root = config.volume.resolve()
-    if not root.is_dir():
-        raise JobError(f"{field}={url!r}: no network volume is attached at {config.volume}")
-    path = (root / relative).resolve()
-    if path != root and root not in path.parents:
-        raise JobError(f"{field}={url!r} leads out of the volume through a symbolic link; refused")
-    return path
+    """The path under the volume that `volume://relative/path` names; never outside it.
+
+    Checked by handlers.volume: no link followed, never the worker's own cache.
+    """
+    vp = volume.parse(url, field, config)
+    with contextlib.suppress(FileNotFoundError), volume.directory(vp, depth=len(vp.parts)):
+        pass  # every existing folder on the way is walked and checked; a missing tail is fine
+    return vp.path
 
 
 def scheme_of(url: str, field: str, allowed: tuple[str, ...] = SOURCE_SCHEMES) -> str:
@@ -184,7 +181,7 @@ def fetch_source(
     field: str,
     job_input: Mapping[str, Any],
     config: HandlerConfig,
-    dest: Path,
+    dest: Target,
     job_secrets: list[str],
 ) -> tuple[Path, str | None]:
     """Bring the file at `url` to `dest` (written atomically): (local path, sha256).
@@ -195,9 +192,7 @@ def fetch_source(
     """
     scheme = scheme_of(url, field)
     if scheme == "volume":
-        path = volume_path(url, field, config)
-        if not path.is_file():
-            raise JobError(f"{field}={url!r}: no such file on the volume")
+        path = volume.regular_file(volume.parse(url, field, config))
         _check_size(path.stat().st_size, field, config)
         return path, None
     if scheme == "s3":
@@ -216,11 +211,11 @@ def fetch_source(
             raise
         except Exception as exc:
             raise s3_error(exc, location) from None
-        return dest, digest
-    return dest, _download_url(url, field, dest, config)
+        return _where(dest), digest
+    return _where(dest), _download_url(url, field, dest, config)
 
 
-def decode_base64(data: str, field: str, dest: Path, config: HandlerConfig) -> tuple[Path, str]:
+def decode_base64(data: str, field: str, dest: Target, config: HandlerConfig) -> tuple[Path, str]:
     """Write a base64 field to dest: (dest, sha256). Not base64 or over the limit: refused."""
     if len(data) * 3 // 4 > config.max_download_bytes:
         raise JobError(
@@ -234,7 +229,7 @@ def decode_base64(data: str, field: str, dest: Path, config: HandlerConfig) -> t
         raise JobError(f"{field} is not valid base64") from None
     with _atomic_write(dest) as out:
         out.write(raw)
-    return dest, hashlib.sha256(raw).hexdigest()
+    return _where(dest), hashlib.sha256(raw).hexdigest()
 
 
 def _check_size(size: int, field: str, config: HandlerConfig) -> None:
@@ -328,7 +323,7 @@ class _HashingWriter:
         return self.sha256.hexdigest()
 
 
-def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> str:
+def _download_url(url: str, field: str, dest: Target, config: HandlerConfig) -> str:
     _check_host(url, field, config)
     opener = urllib.request.build_opener(_CheckedRedirects(field, config))
     request = urllib.request.Request(url, headers={"User-Agent": "runpod-slim"})
@@ -358,9 +353,21 @@ def _download_url(url: str, field: str, dest: Path, config: HandlerConfig) -> st
 # --- writing results ------------------------------------------------------------------------
 
 
+def _where(dest: Target) -> Path:
+    return dest.path if isinstance(dest, volume.VolumePath) else dest
+
+
 @contextlib.contextmanager
-def _atomic_write(dest: Path) -> Iterator[IO[bytes]]:
-    """Write to a temporary name beside dest, then rename: never a half-written file."""
+def _atomic_write(dest: Target) -> Iterator[IO[bytes]]:
+    """Write to a temporary name beside dest, then rename: never a half-written file.
+
+    On the volume, handlers.volume does it without following links (see there); the job's own
+    directory is private to the job, so a plain path is enough.
+    """
+    if isinstance(dest, volume.VolumePath):
+        with volume.atomic_writer(dest) as out:
+            yield out
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.urandom(4).hex()}.part")
     try:
@@ -371,7 +378,7 @@ def _atomic_write(dest: Path) -> Iterator[IO[bytes]]:
         tmp.unlink(missing_ok=True)
 
 
-def copy_file(source: Path, dest: Path) -> None:
+def copy_file(source: Path, dest: Target) -> None:
     """Copy into place atomically (the volume is shared: readers never see a partial file)."""
     with source.open("rb") as src, _atomic_write(dest) as out:
         shutil.copyfileobj(src, out, _CHUNK)
@@ -411,12 +418,12 @@ def deliver(
                 f"{config.inline_max_bytes / 1e6:.0f} MB "
                 f"that fit in a RunPod response; give {field} (s3://bucket/key or volume://path)"
             )
-        destination = f"volume://.runpod-slim/outputs/{job_id}/{path.name}"
+        destination = f"volume://{OUTPUTS}/{_safe_name(job_id)}/{path.name}"
     scheme = scheme_of(destination, field, ("s3", "volume"))
     if scheme == "volume":
-        dest = volume_path(destination, field, config)
+        dest = volume.parse(destination, field, config)
         copy_file(path, dest)
-        return {"destination": destination, "path": str(dest), "bytes": size}
+        return {"destination": destination, "path": str(dest.path), "bytes": size}
     location = parse_s3(destination, field)
     if not location.key or location.key.endswith("/"):
         location = S3Location(location.bucket, location.key + path.name)
@@ -427,6 +434,11 @@ def deliver(
     except Exception as exc:
         raise s3_error(exc, location) from None
     return {"destination": str(location), "url": url, "bytes": size}
+
+
+def _safe_name(text: str) -> str:
+    kept = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text)
+    return kept.strip(".")[:100] or "job"
 
 
 def _short(value: str) -> str:

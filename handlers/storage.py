@@ -15,14 +15,15 @@ import asyncio
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, ClassVar
 
 from bootstrap.fetch import sha256_of
 
+from . import volume
 from .base import Handler, JobContext
 from .errors import JobError
 from .io import (
+    Target,
     copy_file,
     credentials_for,
     decode_base64,
@@ -33,7 +34,6 @@ from .io import (
     s3_client,
     s3_error,
     scheme_of,
-    volume_path,
 )
 from .validation import Field, validate
 
@@ -104,8 +104,10 @@ class StorageHandler(Handler):
         destination = args["destination"]
         to_volume = scheme_of(destination, "input.destination", ("s3", "volume")) == "volume"
         # Bytes for the volume land at their final path at once (atomically): no second copy.
+        target: Target
         if to_volume:
-            target = volume_path(destination, "input.destination", job.config)
+            target = volume.parse(destination, "input.destination", job.config)
+            volume.check_destination(target)
         else:
             target = job.workdir / _basename(destination)
         if args["source"] is not None:
@@ -117,11 +119,12 @@ class StorageHandler(Handler):
             local, digest = decode_base64(
                 args["source_base64"], "input.source_base64", target, job.config
             )
-        if to_volume:
+        if isinstance(target, volume.VolumePath):
             if digest is None:  # a volume:// source, read in place
                 digest = sha256_of(local)
                 copy_file(local, target)
-            return {"destination": destination, "bytes": target.stat().st_size, "sha256": digest}
+            size = target.path.stat().st_size
+            return {"destination": destination, "bytes": size, "sha256": digest}
         job.progress(f"uploading to {destination}")
         with ThreadPoolExecutor(max_workers=1) as pool:
             # A volume:// source is hashed while it uploads: both read it from the page cache.
@@ -156,7 +159,7 @@ class StorageHandler(Handler):
     def _list(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         source = args["source"]
         if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
-            return _list_volume(volume_path(source, "input.source", job.config), source, args)
+            return _list_volume(volume.parse(source, "input.source", job.config), args)
         location = parse_s3(source, "input.source")
         client = s3_client(credentials_for(job.input, job.config, job.secrets))
         request: dict[str, Any] = {
@@ -187,15 +190,14 @@ class StorageHandler(Handler):
     def _stat(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         source = args["source"]
         if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
-            path = volume_path(source, "input.source", job.config)
-            if not path.exists():
-                raise JobError(f"input.source={source!r}: no such file on the volume")
-            info = path.stat()
+            info = volume.lstat(volume.parse(source, "input.source", job.config))
+            if info is None:
+                raise JobError(f"input.source={volume.shorten(source)}: no such file on the volume")
             return {
                 "source": source,
                 "size": info.st_size,
                 "modified": _iso(info.st_mtime),
-                "type": "directory" if path.is_dir() else "file",
+                "type": volume.kind(info),
             }
         location = parse_s3(source, "input.source")
         client = s3_client(credentials_for(job.input, job.config, job.secrets))
@@ -214,13 +216,7 @@ class StorageHandler(Handler):
     def _delete(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         source = args["source"]
         if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
-            path = volume_path(source, "input.source", job.config)
-            if not path.is_file():
-                raise JobError(
-                    f"input.source={source!r}: no such file on the volume (only files "
-                    f"are deleted, never directories)"
-                )
-            path.unlink()
+            volume.unlink(volume.parse(source, "input.source", job.config))
             return {"source": source, "deleted": True}
         location = parse_s3(source, "input.source")
         client = s3_client(credentials_for(job.input, job.config, job.secrets))
@@ -257,30 +253,28 @@ class StorageHandler(Handler):
         }
 
 
-def _list_volume(directory: Path, source: str, args: dict[str, Any]) -> dict[str, Any]:
-    if not directory.is_dir():
-        raise JobError(f"input.source={source!r}: no such directory on the volume")
-    names = sorted(p.name for p in directory.iterdir())
+def _list_volume(folder: volume.VolumePath, args: dict[str, Any]) -> dict[str, Any]:
+    # Links are listed as links (their own size and time), never followed: a dangling one is
+    # just an entry, and one pointing out of the volume tells nothing about its target.
+    found = sorted(volume.entries(folder))
     start = 0
     if args["cursor"]:
-        start = next((i for i, n in enumerate(names) if n > args["cursor"]), len(names))
-    page = names[start : start + args["limit"]]
-    entries = []
-    for name in page:
-        info = (directory / name).stat()
-        entries.append(
-            {
-                "name": name,
-                "size": info.st_size,
-                "modified": _iso(info.st_mtime),
-                "type": "directory" if (directory / name).is_dir() else "file",
-            }
-        )
-    more = start + args["limit"] < len(names)
+        start = next((i for i, (n, _) in enumerate(found) if n > args["cursor"]), len(found))
+    page = found[start : start + args["limit"]]
+    entries = [
+        {
+            "name": name,
+            "size": info.st_size,
+            "modified": _iso(info.st_mtime),
+            "type": volume.kind(info),
+        }
+        for name, info in page
+    ]
+    more = start + args["limit"] < len(found)
     return {
-        "source": source,
+        "source": folder.url,
         "entries": entries,
-        "next_cursor": page[-1] if more and page else None,
+        "next_cursor": page[-1][0] if more and page else None,
     }
 
 

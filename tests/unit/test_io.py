@@ -25,7 +25,8 @@ def test_volume_paths_stay_inside(tmp_path: Path) -> None:
         volume_path("volume://a/b.txt", "f", config)
         == (tmp_path / "volume" / "a" / "b.txt").resolve()
     )
-    for bad in ("volume://", "volume:///etc", "volume://a/../../etc", "s3://b/k"):
+    assert volume_path("volume://", "f", config) == (tmp_path / "volume").resolve()  # its root
+    for bad in ("volume:///etc", "volume://a/../../etc", "s3://b/k", "volume://.runpod-slim/x"):
         with pytest.raises(JobError):
             volume_path(bad, "f", config)
 
@@ -56,7 +57,7 @@ def test_large_results_go_to_the_volume_or_say_where_to_send_them(tmp_path: Path
     result.write_bytes(b"x" * 2_000_001)
     config = config_for(tmp_path, RUNPOD_SLIM_INLINE_MAX_MB="2")
     out = deliver(result, None, "input.destination", {}, config, [], job_id="job-7")
-    assert out["destination"] == "volume://.runpod-slim/outputs/job-7/big.bin"
+    assert out["destination"] == "volume://runpod-slim-outputs/job-7/big.bin"
     assert Path(out["path"]).read_bytes() == result.read_bytes()
     no_volume = load_config(
         {"RUNPOD_SLIM_VOLUME": str(tmp_path / "none"), "RUNPOD_SLIM_INLINE_MAX_MB": "2"}
