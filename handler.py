@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from handlers.base import Handler
+    from handlers.config import HandlerConfig
 
 LOG = logging.getLogger("runpod-slim")
 JobFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -32,10 +33,14 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     """Bootstrap, set the handler up once, and hand it to the RunPod SDK."""
     from bootstrap import BootstrapError, ensure, load_settings
     from bootstrap.log import configure
+    from handlers.config import load_config
 
     configure()
     try:
         settings = load_settings(environ)
+        # The handler's own settings are checked before anything is installed: a bad value
+        # must not cost a cold install first, and only the chosen handler's settings count.
+        config = None if settings.custom else load_config(environ, settings.handler_type)
         ensure(settings, environ=environ).hold()
     except BootstrapError as exc:
         LOG.error("the worker cannot start: %s", exc)
@@ -65,7 +70,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         runpod.serverless.start({"handler": function, "return_aggregate_stream": True})
         return 0
 
-    handler = build_handler(environ)
+    assert config is not None
+    handler = build_handler(environ, config)
     on_runpod = bool(environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
 
     def progress(job: dict[str, Any], message: str) -> None:
@@ -109,14 +115,14 @@ def drained(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def build_handler(environ: Mapping[str, str]) -> Handler:
+def build_handler(environ: Mapping[str, str], config: HandlerConfig | None = None) -> Handler:
     """The chosen handler, set up once; a setup failure is kept on it, not raised."""
     import handlers
     from bootstrap.settings import load_settings
     from handlers.config import load_config
 
-    config = load_config(environ)
-    handler = handlers.load(load_settings(environ).handler_type)(config)
+    handler_type = load_settings(environ).handler_type
+    handler = handlers.load(handler_type)(config or load_config(environ, handler_type))
     began = time.perf_counter()
     try:
         handler.setup()

@@ -7,6 +7,7 @@ and what is allowed. Nothing here touches the network or the GPU.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ class Settings:
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, refusing bad values with a clear message."""
-    volume = Path(environ.get(VOLUME) or DEFAULT_VOLUME)
+    volume = _volume(environ)
     handler_type = choice_setting(environ, HANDLER_TYPE, DEFAULT_HANDLER, HANDLERS)
     return Settings(
         handler_type=handler_type,
@@ -111,8 +112,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         offline=_flag(environ, OFFLINE),
         installer=choice_setting(environ, INSTALLER, "auto", INSTALLERS),
         lock_timeout_s=_number(environ, LOCK_TIMEOUT, 1800.0, minimum=1.0),
-        retries=int(_number(environ, RETRIES, 3, minimum=0)),
-        keep_envs=int(_number(environ, KEEP_ENVS, 3, minimum=1)),
+        retries=_whole(environ, RETRIES, 3, minimum=0),
+        keep_envs=_whole(environ, KEEP_ENVS, 3, minimum=1),
         wheelhouse=Path(environ.get(WHEELHOUSE) or DEFAULT_WHEELHOUSE),
         ca_bundle=_ca_bundle(environ),
         failpoint=environ.get(FAILPOINT) or None,
@@ -158,10 +159,32 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: f
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(name, raw, f"a number >= {minimum:g}") from None
-    if value < minimum:
+        value = math.nan
+    # nan compares false with everything and inf never ends a wait: both are refused.
+    if not (math.isfinite(value) and value >= minimum):
         raise SettingsError(name, raw, f"a number >= {minimum:g}")
     return value
+
+
+def _whole(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isdecimal() and int(raw) >= minimum):
+        raise SettingsError(name, raw, f"a whole number >= {minimum}")
+    return int(raw)
+
+
+def _volume(environ: Mapping[str, str]) -> Path:
+    raw = environ.get(VOLUME, "").strip()
+    volume = Path(raw or DEFAULT_VOLUME)
+    # An absent mount point means no volume (the cache goes to local disk); anything else
+    # that is not a directory is a mistake that would send a full install to the wrong place.
+    if volume.exists() and not volume.is_dir():
+        raise SettingsError(
+            VOLUME, raw or DEFAULT_VOLUME, "the network volume's mount point, a directory"
+        )
+    return volume
 
 
 def _url(environ: Mapping[str, str], name: str, default: str) -> str:

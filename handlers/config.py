@@ -24,6 +24,15 @@ AUDIO_MODEL = "RUNPOD_SLIM_AUDIO_MODEL"
 AUDIO_MAX_MODELS = "RUNPOD_SLIM_AUDIO_MAX_MODELS"
 HF_TOKEN = "HF_TOKEN"
 TTS_ENGINES = ("piper", "kokoro")
+# Settings only one handler reads: another handler's worker never parses them, so a bad value
+# stops only the worker that would use it.
+OWN_SETTINGS = {
+    TTS_ENGINE: "tts",
+    TTS_MAX_CHARS: "tts",
+    VIDEO_MAX_DURATION_S: "video",
+    AUDIO_MODEL: "audio",
+    AUDIO_MAX_MODELS: "audio",
+}
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,16 @@ class HandlerConfig:
         return (*found, self.hf_token) if self.hf_token else found
 
 
-def load_config(environ: Mapping[str, str]) -> HandlerConfig:
-    """Handler settings from an environment mapping; bad values name the variable."""
+def load_config(environ: Mapping[str, str], handler_type: str | None = None) -> HandlerConfig:
+    """Handler settings from an environment mapping; bad values name the variable.
+
+    With `handler_type`, settings that belong to other handlers are left at their defaults,
+    unread. Stdlib only, so that a worker checks them before it installs anything.
+    """
+    if handler_type is not None:
+        environ = {
+            k: v for k, v in environ.items() if OWN_SETTINGS.get(k, handler_type) == handler_type
+        }
     bucket = None
     key, secret = environ.get(BUCKET_ACCESS_KEY_ID, ""), environ.get(BUCKET_SECRET_ACCESS_KEY, "")
     if key and secret:

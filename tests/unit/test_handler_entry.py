@@ -6,6 +6,9 @@ Each behaviour has its own tiny fixture handler, defined here.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,15 +16,18 @@ from typing import Any
 import pytest
 
 import handlers
+from bootstrap.errors import SettingsError
 from handler import adapt, drained, one_shot
 from handlers.base import Handler, JobContext
 from handlers.config import load_config
 from handlers.errors import JobError
+from tests.support.http import closed_port_url
 
 CONFIG = load_config(
     {"BUCKET_ACCESS_KEY_ID": "AKIDEXAMPLE", "BUCKET_SECRET_ACCESS_KEY": "s3cr3t-v4lue"}
 )
 SEEN: dict[str, Path] = {}
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Echo(Handler):
@@ -145,3 +151,45 @@ def test_one_shot_mode_drains_streams() -> None:
     )
     assert chunks == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
     assert drained(run) is run  # not a stream: unchanged
+
+
+def worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """handler.py as a worker starts it, on an empty cache, with the index unreachable."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_SLIM_")}
+    return subprocess.run(
+        [sys.executable, str(REPO / "handler.py")],
+        cwd=tmp_path,
+        env={
+            **base,
+            "RUNPOD_SLIM_VOLUME": str(tmp_path / "no-volume"),
+            "RUNPOD_SLIM_CACHE": str(tmp_path / "cache"),
+            "RUNPOD_SLIM_INDEX_URL": closed_port_url(),
+            "RUNPOD_SLIM_GPU": "none",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_bad_handler_setting_stops_the_worker_before_any_install(tmp_path: Path) -> None:
+    started = worker(tmp_path, HANDLER_TYPE="tts", RUNPOD_SLIM_TTS_MAX_CHARS="lots")
+    assert started.returncode == 1
+    assert (
+        "the worker cannot start: RUNPOD_SLIM_TTS_MAX_CHARS='lots' is not valid: "
+        "a whole number > 0" in started.stderr
+    )
+    assert "state=starting" not in started.stderr and "Traceback" not in started.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_only_the_chosen_handlers_settings_are_read() -> None:
+    env = {"RUNPOD_SLIM_TTS_MAX_CHARS": "lots", "RUNPOD_SLIM_VIDEO_MAX_DURATION_S": "-1"}
+    assert load_config(env, "storage").tts_max_chars == 5000
+    assert load_config(env, "audio").video_max_duration_s == 3600
+    with pytest.raises(SettingsError, match="RUNPOD_SLIM_TTS_MAX_CHARS='lots'"):
+        load_config(env, "tts")
+    with pytest.raises(SettingsError, match="RUNPOD_SLIM_VIDEO_MAX_DURATION_S='-1'"):
+        load_config(env, "video")

@@ -105,3 +105,38 @@ def test_custom_ca_bundle_is_picked_up() -> None:
     assert load_settings({"REQUESTS_CA_BUNDLE": "/etc/corp.pem"}).ca_bundle == "/etc/corp.pem"
     both = {"REQUESTS_CA_BUNDLE": "/b.pem", "SSL_CERT_FILE": "/a.pem"}
     assert load_settings(both).ca_bundle == "/a.pem"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("RUNPOD_SLIM_RETRIES", "inf", "a whole number >= 0"),
+        ("RUNPOD_SLIM_RETRIES", "nan", "a whole number >= 0"),
+        ("RUNPOD_SLIM_RETRIES", "2.5", "a whole number >= 0"),
+        ("RUNPOD_SLIM_KEEP_ENVS", "inf", "a whole number >= 1"),
+        ("RUNPOD_SLIM_KEEP_ENVS", "0", "a whole number >= 1"),
+        ("RUNPOD_SLIM_LOCK_TIMEOUT", "nan", "a number >= 1"),
+        ("RUNPOD_SLIM_LOCK_TIMEOUT", "inf", "a number >= 1"),
+        ("RUNPOD_SLIM_LOCK_TIMEOUT", "-inf", "a number >= 1"),
+    ],
+)
+def test_numbers_that_never_end_are_refused(variable: str, value: str, allowed: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({variable: value})
+    assert str(info.value) == f"{variable}={value!r} is not valid: {allowed}"
+
+
+def test_whole_numbers_are_read() -> None:
+    settings = load_settings({"RUNPOD_SLIM_RETRIES": "0", "RUNPOD_SLIM_KEEP_ENVS": " 7 "})
+    assert (settings.retries, settings.keep_envs) == (0, 7)
+
+
+def test_a_volume_that_is_a_regular_file_is_refused(tmp_path: Path) -> None:
+    regular = tmp_path / "volume"
+    regular.write_text("")
+    with pytest.raises(SettingsError) as info:
+        load_settings({"RUNPOD_SLIM_VOLUME": str(regular), "HOME": str(tmp_path)})
+    assert str(info.value) == (
+        f"RUNPOD_SLIM_VOLUME={str(regular)!r} is not valid: "
+        "the network volume's mount point, a directory"
+    )
