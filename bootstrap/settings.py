@@ -32,6 +32,9 @@ RETRIES = "RUNPOD_SLIM_RETRIES"
 KEEP_ENVS = "RUNPOD_SLIM_KEEP_ENVS"
 WHEELHOUSE = "RUNPOD_SLIM_WHEELHOUSE"
 FAILPOINT = "RUNPOD_SLIM_FAILPOINT"
+LOCAL_DIR = "RUNPOD_SLIM_LOCAL_DIR"
+ENV_STORE = "RUNPOD_SLIM_ENV_STORE"
+BIG_FILES = "RUNPOD_SLIM_BIG_FILES"
 CUSTOM_HANDLER = "RUNPOD_SLIM_CUSTOM_HANDLER"
 CUSTOM_DIR = "RUNPOD_SLIM_CUSTOM_DIR"
 CUSTOM_REQUIREMENTS = "RUNPOD_SLIM_CUSTOM_REQUIREMENTS"
@@ -49,6 +52,12 @@ DEFAULT_WHEELHOUSE = "/opt/runpod-slim/wheels"
 TORCH_VARIANTS = ("auto", "cu126", "cu128", "cpu")
 FLASH_ATTN_POLICIES = ("auto", "off", "required")
 INSTALLERS = ("auto", "uv", "pip")
+# How envs are kept in the cache: packed (a few large files on the volume, hydrated onto
+# container disk at start), in place (used where they are), or auto: packed when the cache is
+# on another file system than the local dir, i.e. on a network volume (see bootstrap/packed.py).
+ENV_STORES = ("auto", "packed", "in-place")
+# A packed env's large files on container disk: linked to the volume, or copied there at start.
+BIG_FILE_MODES = ("link", "copy")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -84,6 +93,9 @@ class Settings:
     keep_envs: int
     wheelhouse: Path
     ca_bundle: str | None
+    local_root: Path = Path("/tmp/runpod-slim-local")  # container disk: hydrated envs, installs
+    env_store: str = "auto"
+    big_files: str = "link"
     custom: CustomHandler | None = None  # HANDLER_TYPE=custom: the user's own function
     # Tests only: the bootstrap SIGKILLs itself at this point of an install (see ensure.py).
     failpoint: str | None = None
@@ -116,6 +128,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         keep_envs=_whole(environ, KEEP_ENVS, 3, minimum=1),
         wheelhouse=Path(environ.get(WHEELHOUSE) or DEFAULT_WHEELHOUSE),
         ca_bundle=_ca_bundle(environ),
+        local_root=_local_root(environ),
+        env_store=choice_setting(environ, ENV_STORE, "auto", ENV_STORES),
+        big_files=choice_setting(environ, BIG_FILES, "link", BIG_FILE_MODES),
         failpoint=environ.get(FAILPOINT) or None,
         custom=_custom(environ) if handler_type == "custom" else None,
     )
@@ -211,9 +226,19 @@ def _cache_root(environ: Mapping[str, str], volume: Path) -> Path:
         return Path(explicit)
     if volume.is_dir():
         return volume / ".runpod-slim"
+    return _user_cache(environ) / "runpod-slim"
+
+
+def _local_root(environ: Mapping[str, str]) -> Path:
+    explicit = environ.get(LOCAL_DIR, "").strip()
+    if explicit:
+        return Path(explicit)
+    return _user_cache(environ) / "runpod-slim-local"
+
+
+def _user_cache(environ: Mapping[str, str]) -> Path:
     xdg = environ.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg) if xdg else Path(environ.get("HOME") or os.path.expanduser("~")) / ".cache"
-    return base / "runpod-slim"
+    return Path(xdg) if xdg else Path(environ.get("HOME") or os.path.expanduser("~")) / ".cache"
 
 
 def _custom(environ: Mapping[str, str]) -> CustomHandler:
