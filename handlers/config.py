@@ -20,6 +20,9 @@ BUCKET_REGION = "BUCKET_REGION"
 TTS_ENGINE = "RUNPOD_SLIM_TTS_ENGINE"
 TTS_MAX_CHARS = "RUNPOD_SLIM_TTS_MAX_CHARS"
 VIDEO_MAX_DURATION_S = "RUNPOD_SLIM_VIDEO_MAX_DURATION_S"
+VIDEO_MAX_PIXELS = "RUNPOD_SLIM_VIDEO_MAX_PIXELS"
+VIDEO_MAX_OUTPUT_MB = "RUNPOD_SLIM_VIDEO_MAX_OUTPUT_MB"
+JOB_TIMEOUT_S = "RUNPOD_SLIM_JOB_TIMEOUT_S"
 AUDIO_MODEL = "RUNPOD_SLIM_AUDIO_MODEL"
 AUDIO_MAX_MODELS = "RUNPOD_SLIM_AUDIO_MAX_MODELS"
 HF_TOKEN = "HF_TOKEN"
@@ -43,6 +46,9 @@ class BucketCredentials:
     access_key_id: str
     secret_access_key: str
     region: str = "us-east-1"
+    # A job's own credentials: its endpoint is checked and connected to as a URL source is.
+    job_given: bool = False
+    allow_private: bool = False  # RUNPOD_SLIM_ALLOW_PRIVATE_URLS, for a job's own endpoint
 
     def __repr__(self) -> str:
         return f"BucketCredentials(endpoint_url={self.endpoint_url!r}, access_key_id=***)"
@@ -62,6 +68,9 @@ class HandlerConfig:
     tts_engine: str = "piper"  # the tts handler's engine when a job names none
     tts_max_chars: int = 5000  # the longest text one tts job may speak
     video_max_duration_s: int = 3600  # the longest input a video job may process
+    video_max_pixels: int = 3840 * 2160  # the largest output frame (width x height)
+    video_max_output_bytes: int = 8 * 10**9  # the largest file a video job may make
+    job_timeout_s: int = 3600  # every job's time limit, whatever it does
     audio_model: str = "large-v3"  # the audio handler's Whisper model when a job names none
     audio_max_models: int = 2  # Whisper models the audio handler keeps in memory
     hf_token: str | None = None  # Hugging Face token (diarization); never logged or returned
@@ -104,6 +113,9 @@ def load_config(environ: Mapping[str, str], handler_type: str | None = None) -> 
         tts_engine=choice_setting(environ, TTS_ENGINE, "piper", TTS_ENGINES),
         tts_max_chars=_count(environ, TTS_MAX_CHARS, 5000),
         video_max_duration_s=_count(environ, VIDEO_MAX_DURATION_S, 3600),
+        video_max_pixels=_count(environ, VIDEO_MAX_PIXELS, 3840 * 2160),
+        video_max_output_bytes=int(_megabytes(environ, VIDEO_MAX_OUTPUT_MB, 8000) * 1e6),
+        job_timeout_s=_count(environ, JOB_TIMEOUT_S, 3600),
         audio_model=environ.get(AUDIO_MODEL, "").strip() or "large-v3",
         audio_max_models=_count(environ, AUDIO_MAX_MODELS, 2),
         hf_token=environ.get(HF_TOKEN, "").strip() or None,

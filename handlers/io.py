@@ -17,10 +17,11 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import ipaddress
+import http.client
 import os
+import re
 import shutil
-import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import volume
-from .config import BucketCredentials, HandlerConfig
+from . import netguard, redaction, volume
+from .config import JOB_TIMEOUT_S, BucketCredentials, HandlerConfig
 from .errors import JobError
 from .validation import Field, validate
 
@@ -38,12 +39,6 @@ SOURCE_SCHEMES = ("https", "http", "s3", "volume")
 # Results too big to return inline land here: a folder jobs may read back (not the cache).
 OUTPUTS = "runpod-slim-outputs"
 _CHUNK = 1 << 20
-CREDENTIAL_FIELDS = {
-    "endpoint_url": Field(str, help="the S3 endpoint, such as https://s3.example.com"),
-    "access_key_id": Field(str, required=True),
-    "secret_access_key": Field(str, required=True),
-    "region": Field(str, default="us-east-1"),
-}
 
 
 Target = Path | volume.VolumePath  # a file in the job's own directory, or on the volume
@@ -58,23 +53,44 @@ class S3Location:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def redact(text: str, secrets: list[str] | tuple[str, ...]) -> str:
-    """`text` with every secret replaced by ***."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+redact = redaction.redact  # handler.py's name for it
+shown_url = redaction.shown_url
 
 
 # --- locations --------------------------------------------------------------------------------
 
 
 def parse_s3(url: str, field: str) -> S3Location:
-    parsed = urllib.parse.urlsplit(url)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
-    if parsed.scheme != "s3" or not bucket:
-        raise JobError(f"{field}={url!r} is not an s3:// location; write s3://bucket/key")
+    """`s3://bucket/key` checked: a bucket name S3 servers take, a key of valid UTF-8."""
+    shown = _short(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme != "s3" or not parsed.netloc:
+        raise JobError(f"{field}={shown} is not an s3:// location; write s3://bucket/key")
+    bucket, key = parsed.netloc, url.split("://", 1)[1][len(parsed.netloc) :].lstrip("/")
+    if not _BUCKET.match(bucket):
+        raise JobError(
+            f"{field}={shown}: {bucket[:70]!r} is not a bucket name (3 to 63 letters, digits, "
+            "dots, dashes or underscores)"
+        )
+    if "\x00" in key or not _encodes(key) or len(key.encode(errors="replace")) > 1024:
+        raise JobError(
+            f"{field}={shown}: the key must be valid UTF-8, without NUL, at most 1024 bytes"
+        )
     return S3Location(bucket, key)
+
+
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,62}$")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def volume_path(url: str, field: str, config: HandlerConfig) -> Path:
@@ -104,17 +120,26 @@ def scheme_of(url: str, field: str, allowed: tuple[str, ...] = SOURCE_SCHEMES) -
 def credentials_for(
     job_input: Mapping[str, Any], config: HandlerConfig, job_secrets: list[str]
 ) -> BucketCredentials:
-    """The job's own credentials if it gives them, else the worker's BUCKET_* settings."""
+    """The job's own credentials if it gives them, else the worker's BUCKET_* settings.
+
+    A job's own endpoint obeys the rules of URL sources: http(s) only, and a public address
+    unless RUNPOD_SLIM_ALLOW_PRIVATE_URLS is set (s3_client connects to the address checked).
+    """
     given = job_input.get("credentials")
     if given is not None:
-        if isinstance(given, dict) and isinstance(given.get("secret_access_key"), str):
-            job_secrets.append(given["secret_access_key"])
+        if isinstance(given, dict):
+            # Kept before any check, so that no error about them can show them.
+            job_secrets.extend(
+                v for k, v in given.items() if k != "endpoint_url" and isinstance(v, str)
+            )
         checked = validate(given, CREDENTIAL_FIELDS, where="input.credentials")
         return BucketCredentials(
             checked["endpoint_url"],
             checked["access_key_id"],
             checked["secret_access_key"],
             checked["region"],
+            job_given=True,
+            allow_private=config.allow_private_urls,
         )
     if config.bucket is None:
         raise JobError(
@@ -124,25 +149,80 @@ def credentials_for(
     return config.bucket
 
 
+def _endpoint_complaint(url: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "is not a valid URL; write https://host[:port]"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host, such as https://s3.example.com"
+    if parts.username is not None or parts.query or parts.fragment:
+        return "must not carry a user, a query or a fragment; write https://host[:port]"
+    if not url.isascii() or any(c.isspace() for c in url):
+        return "must be plain ASCII without spaces"
+    return None
+
+
+_REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _region_complaint(region: str) -> str | None:
+    if _REGION.match(region):
+        return None
+    return "is not a region name: lowercase letters, digits and dashes, such as us-east-1"
+
+
+CREDENTIAL_FIELDS = {
+    "endpoint_url": Field(
+        str,
+        max_length=2048,
+        check=_endpoint_complaint,
+        help="the S3 endpoint, such as https://s3.example.com",
+    ),
+    "access_key_id": Field(str, required=True, secret=True, max_length=1024),
+    "secret_access_key": Field(str, required=True, secret=True, max_length=1024),
+    "region": Field(str, default="us-east-1", max_length=63, check=_region_complaint),
+}
+
+
 def s3_client(credentials: BucketCredentials) -> Any:
-    """A boto3 S3 client for these credentials (path-style: works with every S3 server)."""
+    """A boto3 S3 client for these credentials (path-style: works with every S3 server).
+
+    For a job's own endpoint, the client connects through a netguard.Guard: the host is
+    resolved once, checked, and every connection goes to that address.
+    """
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
-        "s3",
-        endpoint_url=credentials.endpoint_url,
-        aws_access_key_id=credentials.access_key_id,
-        aws_secret_access_key=credentials.secret_access_key,
-        region_name=credentials.region,
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 5, "mode": "standard"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
+    guard = None
+    if credentials.job_given and credentials.endpoint_url:
+        field = "input.credentials.endpoint_url"
+        shown = _short(shown_url(credentials.endpoint_url))
+        guard = netguard.Guard(field, shown, credentials.allow_private)
+        guard.addresses(*netguard.endpoint_host(credentials.endpoint_url))
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=credentials.endpoint_url,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            region_name=credentials.region,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 5, "mode": "standard"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                connect_timeout=30,
+                read_timeout=60,
+            ),
+        )
+    except ValueError as exc:  # botocore's invalid endpoint or region
+        raise JobError(f"cannot use these S3 credentials: {_reason(exc)}") from None
+    if guard is not None:
+        netguard.pin_boto3_client(client, guard)
+    return client
 
 
 def transfer_config() -> Any:
@@ -158,8 +238,9 @@ def s3_error(exc: Exception, location: object) -> JobError:
     """A botocore error as one sentence naming the object and the server's answer."""
     response = getattr(exc, "response", None) or {}
     error = response.get("Error", {}) if isinstance(response, dict) else {}
-    code = error.get("Code") or type(exc).__name__
-    message = error.get("Message") or str(exc)
+    code = error.get("Code") or "no answer"
+    # botocore's own words name local files (temp paths) and exception types: one short line.
+    message = error.get("Message") or redaction.redact(_reason(exc), ())
     hints = {
         "InvalidAccessKeyId": "the access key is not known to this server",
         "SignatureDoesNotMatch": "the secret key is wrong",
@@ -169,8 +250,8 @@ def s3_error(exc: Exception, location: object) -> JobError:
         "404": "no such object",
         "403": "access denied: check the credentials",
     }
-    hint = hints.get(str(code), message)
-    return JobError(f"S3 refused {location}: {code}: {hint}")
+    hint = hints.get(str(code), str(message)[:160])
+    return JobError(f"S3 refused {location}: {str(code)[:40]}: {hint}")
 
 
 # --- fetching sources ----------------------------------------------------------------------
@@ -183,6 +264,7 @@ def fetch_source(
     config: HandlerConfig,
     dest: Target,
     job_secrets: list[str],
+    deadline: float | None = None,
 ) -> tuple[Path, str | None]:
     """Bring the file at `url` to `dest` (written atomically): (local path, sha256).
 
@@ -212,7 +294,9 @@ def fetch_source(
         except Exception as exc:
             raise s3_error(exc, location) from None
         return _where(dest), digest
-    return _where(dest), _download_url(url, field, dest, config)
+    if deadline is None:
+        deadline = time.monotonic() + config.job_timeout_s
+    return _where(dest), _download_url(url, field, dest, config, deadline)
 
 
 def decode_base64(data: str, field: str, dest: Target, config: HandlerConfig) -> tuple[Path, str]:
@@ -242,32 +326,16 @@ def _check_size(size: int, field: str, config: HandlerConfig) -> None:
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    def __init__(self, field: str, config: HandlerConfig) -> None:
-        self.field, self.config = field, config
+    """Redirects to http(s) only; the host is checked when the guard connects to it."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
 
     def redirect_request(
         self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
     ) -> Any:
         scheme_of(newurl, self.field, ("https", "http"))
-        _check_host(newurl, self.field, self.config)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _check_host(url: str, field: str, config: HandlerConfig) -> None:
-    if config.allow_private_urls:
-        return
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise JobError(f"{field}: cannot resolve host {host!r} ({exc.strerror})") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise JobError(
-                f"{field}={_short(url)} points to a private or local address ({address}); "
-                f"refused. Set RUNPOD_SLIM_ALLOW_PRIVATE_URLS=1 to allow it"
-            )
 
 
 class _HashingWriter:
@@ -323,31 +391,76 @@ class _HashingWriter:
         return self.sha256.hexdigest()
 
 
-def _download_url(url: str, field: str, dest: Target, config: HandlerConfig) -> str:
-    _check_host(url, field, config)
-    opener = urllib.request.build_opener(_CheckedRedirects(field, config))
-    request = urllib.request.Request(url, headers={"User-Agent": "runpod-slim"})
+def _download_url(
+    url: str, field: str, dest: Target, config: HandlerConfig, deadline: float
+) -> str:
+    """Stream `url` into dest under the size limit and the job's deadline: its sha256.
+
+    The deadline holds for the whole transfer, not each read: a source that sends a byte now
+    and then is cut off when the job's time is up. Each read waits at most the time left.
+    """
+    shown = _short(shown_url(url))
+    guard = netguard.Guard(field, shown, config.allow_private_urls)
     try:
-        with opener.open(request, timeout=60) as response:
+        host, port = netguard.endpoint_host(url)
+    except ValueError:
+        raise JobError(f"{field}={shown} has a port that is not a number from 1 to 65535") from None
+    guard.addresses(host, port)  # refused before any connection when private
+    opener = netguard.opener(guard, _CheckedRedirects(field))
+    request = urllib.request.Request(url, headers={"User-Agent": "runpod-slim"})
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise JobError(
+                f"{field}: {shown} did not arrive within the job's time limit "
+                f"({config.job_timeout_s} s, {JOB_TIMEOUT_S})"
+            )
+        return min(60.0, remaining)
+
+    try:
+        with opener.open(request, timeout=left()) as response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit():
                 _check_size(int(length), field, config)
             with _atomic_write(dest) as out:
                 writer = _HashingWriter(out)
                 done = 0
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                while True:
+                    wait = left()
+                    for sock in guard.sockets:
+                        if sock.fileno() >= 0:  # earlier hops' sockets are closed
+                            sock.settimeout(wait)
+                    chunk = response.read1(_CHUNK)  # what has arrived: the deadline is seen
+                    if not chunk:
+                        break
                     done += len(chunk)
                     _check_size(done, field, config)
                     writer.write(chunk)
             return writer.hexdigest()
     except urllib.error.HTTPError as exc:
-        raise JobError(f"{field}: {_short(url)} answered HTTP {exc.code} {exc.reason}") from None
+        reason = str(exc.reason)[:80]
+        raise JobError(f"{field}: {shown} answered HTTP {exc.code} {reason}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, JobError):
             raise exc.reason from None
-        raise JobError(f"{field}: cannot download {_short(url)}: {exc.reason}") from None
-    except (TimeoutError, OSError) as exc:
-        raise JobError(f"{field}: cannot download {_short(url)}: {exc}") from None
+        raise JobError(f"{field}: cannot download {shown}: {_reason(exc.reason)}") from None
+    except (http.client.HTTPException, ValueError) as exc:
+        raise JobError(f"{field}: cannot download {shown}: {_reason(exc)}") from None
+    except TimeoutError:
+        left()  # the deadline, if that was it
+        raise JobError(f"{field}: {shown} stopped sending for 60 s; gave up") from None
+    except OSError as exc:
+        raise JobError(f"{field}: cannot download {shown}: {_reason(exc)}") from None
+    finally:
+        for sock in guard.sockets:
+            sock.close()
+
+
+def _reason(exc: object) -> str:
+    """An exception's own words, one line, short, without its type's name."""
+    text = getattr(exc, "strerror", None) or str(exc) or "the connection failed"
+    return " ".join(str(text).split())[:120]
 
 
 # --- writing results ------------------------------------------------------------------------

@@ -8,6 +8,8 @@ ignored is a wrong result, not a convenience.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,18 +41,20 @@ class Field:
     max_length: int | None = None
     check: Callable[[Any], str | None] | None = None  # returns a complaint, or None
     help: str = ""
+    secret: bool = False  # a refusal never shows the value given (credentials)
 
 
 def validate(data: object, fields: Mapping[str, Field], *, where: str = "input") -> dict[str, Any]:
     """Check `data` against `fields`; the result has every declared field (default or value)."""
     if not isinstance(data, dict):
         raise JobError(f"{where} must be a JSON object, got {_describe(data)}")
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((str(name) for name in data if name not in fields), key=ascii)
     if unknown:
         name = unknown[0]
-        hint = did_you_mean(name, list(fields))
+        hint = did_you_mean(name, list(fields)) if name.isprintable() and len(name) < 100 else ""
         raise JobError(
-            f"{where}.{name} is not a known field{hint}; known fields: {', '.join(sorted(fields))}"
+            f"{where}.{_name(name)} is not a known field{hint}; known fields: "
+            f"{', '.join(sorted(fields))}"
         )
     result: dict[str, Any] = {}
     for name, field in fields.items():
@@ -68,22 +72,39 @@ def validate(data: object, fields: Mapping[str, Field], *, where: str = "input")
 def _check(path: str, given: Any, field: Field) -> Any:
     kind = field.kind
     value: Any = given
+    wanted = _TYPE_NAMES.get(kind, kind.__name__)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise JobError(f"{path} is too large a number; give {wanted} in range") from None
     if not _is_kind(value, kind):
-        raise JobError(
-            f"{path} must be {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}"
-        )
+        got = _kind_name(value) if field.secret else _describe(value)
+        raise JobError(f"{path} must be {wanted}, got {got}")
+    if field.secret:
+        if field.max_length is not None and len(value) > field.max_length:
+            raise JobError(f"{path} is {len(value)} long; the limit is {field.max_length}")
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise JobError(f"{path}={value!r} is not allowed: give a finite number")
+    if isinstance(value, float) and value != 0 and abs(value) < sys.float_info.min:
+        raise JobError(f"{path}={_short(value)} is too small a number to use (subnormal)")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise JobError(f"{path}={_short(value)} contains a NUL character; not allowed")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise JobError(f"{path}={_short(value)} is not valid UTF-8 text") from None
     if field.choices and value not in field.choices:
-        hint = (
-            did_you_mean(value, [str(c) for c in field.choices]) if isinstance(value, str) else ""
-        )
+        short = isinstance(value, str) and len(value) < 100
+        hint = did_you_mean(value, [str(c) for c in field.choices]) if short else ""
         allowed = ", ".join(str(c) for c in field.choices)
-        raise JobError(f"{path}={value!r} is not allowed: choose one of {allowed}{hint}")
+        raise JobError(f"{path}={_short(value)} is not allowed: choose one of {allowed}{hint}")
     if field.minimum is not None and value < field.minimum:
-        raise JobError(f"{path}={value!r} is too small: the minimum is {field.minimum:g}")
+        raise JobError(f"{path}={_short(value)} is too small: the minimum is {field.minimum:g}")
     if field.maximum is not None and value > field.maximum:
-        raise JobError(f"{path}={value!r} is too large: the maximum is {field.maximum:g}")
+        raise JobError(f"{path}={_short(value)} is too large: the maximum is {field.maximum:g}")
     if field.max_length is not None and len(value) > field.max_length:
         raise JobError(f"{path} is {len(value)} long; the limit is {field.max_length}")
     if field.check is not None:
@@ -113,6 +134,23 @@ def _describe(value: object) -> str:
     return f"{name} {_short(value)}"
 
 
+def _kind_name(value: object) -> str:
+    return _describe(value).split(" ", 1)[0] + " (not shown)"
+
+
+def _name(name: str) -> str:
+    """A field name as an error shows it: printable, short."""
+    text = name if len(name) <= 60 else name[:57] + "..."
+    return text if text.isprintable() and text.isascii() else ascii(text)
+
+
 def _short(value: object) -> str:
-    text = repr(value)
+    if isinstance(value, str) and len(value) > 200:
+        value = value[:80]  # a 1 MiB value is never turned into text whole
+    elif isinstance(value, list | dict) and len(value) > 20:
+        return f"a {'list' if isinstance(value, list) else 'object'} of {len(value)} items"
+    try:
+        text = ascii(value) if isinstance(value, str) else repr(value)
+    except (ValueError, RecursionError):  # ints past 4300 digits, deep nesting
+        return f"a {type(value).__name__} too large to show"
     return text if len(text) <= 80 else text[:77] + "..."

@@ -177,16 +177,30 @@ def test_job_credentials_override_and_wrong_ones_are_refused(
         "access_key_id": s3_server.access_key,
         "secret_access_key": s3_server.secret_key,
     }
-    ok = run_job(
+    # The test server listens on loopback: a job's own endpoint there needs the same
+    # RUNPOD_SLIM_ALLOW_PRIVATE_URLS as a loopback URL source.
+    refused = run_job(
         action="copy", source_base64="eA==", destination=f"s3://{s3_bucket}/x", credentials=good
+    )
+    assert "points to a private or local address (127.0.0.1)" in refused["error"]
+    ok = run_job(
+        private_urls=True,
+        action="copy",
+        source_base64="eA==",
+        destination=f"s3://{s3_bucket}/x",
+        credentials=good,
     )
     assert ok["bytes"] == 1
     wrong_secret = {**good, "secret_access_key": "not-the-secret-0123456789"}
-    refused = run_job(action="stat", source=f"s3://{s3_bucket}/x", credentials=wrong_secret)
+    refused = run_job(
+        private_urls=True, action="stat", source=f"s3://{s3_bucket}/x", credentials=wrong_secret
+    )
     assert refused["error"].startswith(f"S3 refused s3://{s3_bucket}/x: ")
     assert "not-the-secret-0123456789" not in str(refused)
     unknown_key = {**good, "access_key_id": "NOSUCHKEY"}
-    refused = run_job(action="stat", source=f"s3://{s3_bucket}/x", credentials=unknown_key)
+    refused = run_job(
+        private_urls=True, action="stat", source=f"s3://{s3_bucket}/x", credentials=unknown_key
+    )
     assert "403" in refused["error"] or "InvalidAccessKeyId" in refused["error"]
 
 

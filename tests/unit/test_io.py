@@ -10,7 +10,7 @@ import pytest
 
 from handlers.config import HandlerConfig, load_config
 from handlers.errors import JobError
-from handlers.io import decode_base64, deliver, redact, volume_path
+from handlers.io import credentials_for, decode_base64, deliver, redact, s3_client, volume_path
 
 
 def config_for(tmp_path: Path, **env: str) -> HandlerConfig:
@@ -77,3 +77,45 @@ def test_redact() -> None:
 def test_credentials_repr_hides_the_secret() -> None:
     config = load_config({"BUCKET_ACCESS_KEY_ID": "AK", "BUCKET_SECRET_ACCESS_KEY": "very-secret"})
     assert "very-secret" not in repr(config) and "very-secret" not in repr(config.bucket)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "error"),
+    [
+        (
+            {"endpoint_url": "http://[::1", "access_key_id": "k", "secret_access_key": "s"},
+            "input.credentials.endpoint_url='http://[::1': is not a valid URL; write "
+            "https://host[:port]",
+        ),
+        (
+            {"endpoint_url": "ftp://s3.example", "access_key_id": "k", "secret_access_key": "s"},
+            "input.credentials.endpoint_url='ftp://s3.example': must be an http:// or https:// "
+            "URL with a host, such as https://s3.example.com",
+        ),
+        (
+            {"region": "US EAST", "access_key_id": "k", "secret_access_key": "s"},
+            "input.credentials.region='US EAST': is not a region name: lowercase letters, "
+            "digits and dashes, such as us-east-1",
+        ),
+        (
+            {"access_key_id": "k", "secret_access_key": {"x": "SECRET-CANARY"}},
+            "input.credentials.secret_access_key must be a string, got object (not shown)",
+        ),
+    ],
+)
+def test_bad_job_credentials_are_one_clear_sentence(
+    tmp_path: Path, credentials: dict[str, object], error: str
+) -> None:
+    with pytest.raises(JobError) as caught:
+        s3_client(credentials_for({"credentials": credentials}, config_for(tmp_path), []))
+    assert str(caught.value) == error
+
+
+def test_redact_hides_signed_url_queries_userinfo_and_job_dirs() -> None:
+    text = (
+        "fetching https://user:pw@bucket.example/k.mp4?X-Amz-Signature=abc123&X-Amz-Credential=K"
+        " into /tmp/runpod-slim-job-x1y2/source failed; key SECRET"
+    )
+    assert redact(text, ["SECRET"]) == (
+        "fetching https://bucket.example/k.mp4?... into source failed; key ***"
+    )
