@@ -29,9 +29,11 @@ class FetchError(BootstrapError):
     """A file could not be downloaded, or its bytes were not the expected ones."""
 
     def __init__(self, url: str, reason: str) -> None:
-        self.url = url
+        from .fetch import redact_url  # an index URL may carry credentials
+
+        self.url = redact_url(url)
         self.reason = reason
-        super().__init__(f"could not fetch {url}: {reason}")
+        super().__init__(f"could not fetch {self.url}: {reason}")
 
 
 class InstallError(BootstrapError):
@@ -64,3 +66,28 @@ class SmokeTestError(BootstrapError):
 
 class CacheError(BootstrapError):
     """The cache on the volume cannot be used (not writable, full, lock held too long)."""
+
+
+class InstallTimeoutError(InstallError):
+    """The install ran past its deadline (RUNPOD_SLIM_INSTALL_TIMEOUT) and was stopped."""
+
+    def __init__(
+        self, command: str, spent_s: float, timeout_s: float, waiting_on: str, stderr_tail: str
+    ) -> None:
+        self.command = command
+        self.exit_code = -9
+        self.stderr_tail = stderr_tail
+        self.spent_s = spent_s
+        self.timeout_s = timeout_s
+        self.hint = (
+            "check that it answers from this worker, raise "
+            "RUNPOD_SLIM_INSTALL_TIMEOUT, or start from a warm cache"
+        )
+        message = (
+            f"the install was stopped after {spent_s:.0f} s, at its deadline "
+            f"(RUNPOD_SLIM_INSTALL_TIMEOUT={timeout_s:g}), while {command} was still waiting on "
+            f"{waiting_on}: {self.hint}"
+        )
+        if stderr_tail:
+            message += f"\n--- last lines of its output ---\n{stderr_tail}"
+        BootstrapError.__init__(self, message)

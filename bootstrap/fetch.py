@@ -2,7 +2,8 @@
 
 Each file is checked against the sha256 the code pins, written under a temporary name and
 renamed into place, so a killed download never looks complete. Network errors are retried
-with backoff; a wrong hash is refused at once.
+with backoff, within the install's deadline; a wrong hash is refused at once. URLs in errors
+and logs are shown without credentials or query strings.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from pathlib import Path
 
 from .errors import FetchError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .deadline import Deadline
+
 _CHUNK = 1 << 20
 _PROGRESS_EVERY_S = 5.0
 
@@ -32,6 +37,41 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     if ca_bundle and Path(ca_bundle).is_dir():
         return ssl.create_default_context(capath=ca_bundle)
     return ssl.create_default_context(cafile=ca_bundle or None)
+
+
+def redact_url(url: str) -> str:
+    """`url` without user, password or query string: what may appear in a log or an error."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unparseable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return urllib.parse.urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _timeout(timeout_s: float, deadline: Deadline | None) -> float:
+    if deadline is None:
+        return timeout_s
+    left = deadline.left()
+    if left <= 0:
+        raise _DeadlinePassed
+    return min(timeout_s, left)
+
+
+def _late(url: str, deadline: Deadline) -> FetchError:
+    return FetchError(
+        url,
+        f"no answer within the install's deadline ({deadline.spent():.0f} s of "
+        f"RUNPOD_SLIM_INSTALL_TIMEOUT={deadline.timeout_s:g}): check that it answers from "
+        f"this worker, raise RUNPOD_SLIM_INSTALL_TIMEOUT, or start from a warm cache",
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -52,6 +92,7 @@ def download(
     log: Callable[[str], None],
     timeout_s: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> Path:
     """Fetch `url` to `dest` unless a file with that sha256 is there already."""
     if dest.is_file() and sha256_of(dest) == sha256:
@@ -61,16 +102,22 @@ def download(
     attempt = 0
     while True:
         try:
-            actual = _stream(url, part, ca_bundle, timeout_s, log)
+            actual = _stream(url, part, ca_bundle, timeout_s, log, deadline)
             break
+        except _DeadlinePassed:
+            part.unlink(missing_ok=True)
+            assert deadline is not None
+            raise _late(url, deadline) from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             part.unlink(missing_ok=True)
             if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
                 raise FetchError(url, f"HTTP {exc.code} {exc.reason}") from None
             attempt += 1
+            delay = min(2.0**attempt, 30.0)
+            if deadline is not None and deadline.left() <= delay:
+                raise _late(url, deadline) from None
             if attempt > retries:
                 raise FetchError(url, f"{_reason(exc)} (after {attempt} attempts)") from None
-            delay = min(2.0**attempt, 30.0)
             log(f"fetch: {_reason(exc)}; retrying in {delay:.0f} s ({attempt}/{retries})")
             sleep(delay)
     if actual != sha256:
@@ -83,18 +130,25 @@ def download(
 
 
 def _stream(
-    url: str, part: Path, ca_bundle: str | None, timeout_s: float, log: Callable[[str], None]
+    url: str,
+    part: Path,
+    ca_bundle: str | None,
+    timeout_s: float,
+    log: Callable[[str], None],
+    deadline: Deadline | None,
 ) -> str:
     digest = hashlib.sha256()
     context = ssl_context(ca_bundle) if url.startswith("https://") else None
     request = urllib.request.Request(url, headers={"User-Agent": "runpod-slim-bootstrap"})
-    with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
+    opened = urllib.request.urlopen(request, timeout=_timeout(timeout_s, deadline), context=context)
+    with opened as response:
         total = int(response.headers.get("Content-Length") or 0)
         done = 0
         last = time.monotonic()
         name = url.rsplit("/", 1)[-1]
         with part.open("wb") as out:
             for chunk in iter(lambda: response.read(_CHUNK), b""):
+                _timeout(timeout_s, deadline)  # a server that trickles stops at the deadline
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
@@ -107,7 +161,13 @@ def _stream(
 
 
 def index_file_url(
-    index_url: str, project: str, filename: str, *, ca_bundle: str | None, timeout_s: float = 30.0
+    index_url: str,
+    project: str,
+    filename: str,
+    *,
+    ca_bundle: str | None,
+    timeout_s: float = 30.0,
+    deadline: Deadline | None = None,
 ) -> str:
     """The download URL of `filename` on a PEP 503/691 simple index."""
     page = f"{index_url.rstrip('/')}/{project}/"
@@ -120,10 +180,16 @@ def index_file_url(
     )
     context = ssl_context(ca_bundle) if page.startswith("https://") else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
+        timeout = _timeout(timeout_s, deadline)
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = response.read().decode()
             kind = response.headers.get("Content-Type", "")
+    except _DeadlinePassed:
+        assert deadline is not None
+        raise _late(page, deadline) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        if deadline is not None and deadline.expired():
+            raise _late(page, deadline) from None
         raise FetchError(page, _reason(exc)) from None
     if "json" in kind:
         for entry in json.loads(body).get("files", []):

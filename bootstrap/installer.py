@@ -4,17 +4,25 @@ uv is found on PATH, else in the cache, else its wheel is fetched from the packa
 checked against the sha256 pinned here; pip is the fallback. Every command goes through a
 `Runner`, so tests can watch the exact command lines, and its output reaches the log line by
 line (uv's "Downloading torch (825.1MiB)" lines are the download progress).
+
+Installers run in their own process group, die with the bootstrap (a parent-death signal),
+and are killed, group and all, at the install's deadline. pip runs isolated from the machine's
+pip configuration and PIP_* variables: the settings are the one place that chooses an index.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import platform
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +31,9 @@ from pathlib import Path
 from typing import Protocol
 
 from .cache import Layout
-from .errors import BootstrapError, InstallError, SmokeTestError
-from .fetch import download, index_file_url
+from .deadline import Deadline
+from .errors import BootstrapError, InstallError, InstallTimeoutError, SmokeTestError
+from .fetch import download, index_file_url, redact_url
 from .plan import InstallPlan
 from .settings import Settings
 
@@ -56,10 +65,18 @@ _NETWORK_SIGNS = (
     "readtimeouterror",
 )
 _TAIL_LINES = 40
+# Options whose value is an index (uv's and pip's spellings), named when an install stalls.
+_INDEX_OPTIONS = ("--index-url", "--index", "--default-index", "--extra-index-url")
+# user:password@ in a URL an installer prints; never logged or put in an error.
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+(?::[^/@\s]*)?@")
+_PR_SET_PDEATHSIG = 1
 
 
 class Runner(Protocol):
-    """Runs a command, feeding each output line to on_line; returns (exit code, last lines)."""
+    """Runs a command, feeding each output line to on_line; returns (exit code, last lines).
+
+    With timeout_s, the command (and everything it started) is killed after that long.
+    """
 
     def __call__(
         self,
@@ -67,13 +84,50 @@ class Runner(Protocol):
         env: Mapping[str, str],
         cwd: Path | None,
         on_line: Callable[[str], None],
+        timeout_s: float | None = None,
     ) -> tuple[int, list[str]]: ...
 
 
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel SIGKILL the child when the bootstrap dies (Linux)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]  # resolved here, not in the forked child
+
+    def set_pdeathsig() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return set_pdeathsig
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def redact_line(line: str) -> str:
+    """An installer's output line without credentials in any URL it names."""
+    return _CREDENTIALS.sub("***@", line)
+
+
 def run_streaming(
-    argv: Sequence[str], env: Mapping[str, str], cwd: Path | None, on_line: Callable[[str], None]
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path | None,
+    on_line: Callable[[str], None],
+    timeout_s: float | None = None,
 ) -> tuple[int, list[str]]:
-    """The real Runner: stdout and stderr merged, streamed line by line."""
+    """The real Runner: stdout and stderr merged, streamed line by line.
+
+    The child leads its own process group, so that a kill at the deadline, or when the
+    bootstrap is stopped, takes whatever it started too; and it is sent SIGKILL by the kernel
+    if the bootstrap dies first, so an orphaned uv never keeps writing into the cache.
+    """
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     with subprocess.Popen(
         list(argv),
@@ -84,14 +138,28 @@ def run_streaming(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        start_new_session=True,
+        preexec_fn=_parent_death_signal(),  # noqa: PLW1509 (no locks taken in the child)
     ) as proc:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            if line:
-                tail.append(line)
-                on_line(line)
-        code = proc.wait()
+        timer = None
+        if timeout_s is not None:
+            timer = threading.Timer(timeout_s, _kill_group, (proc,))
+            timer.daemon = True
+            timer.start()
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = redact_line(raw.rstrip())
+                if line:
+                    tail.append(line)
+                    on_line(line)
+            code = proc.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if proc.poll() is None:  # the bootstrap is being stopped: take the group with it
+                _kill_group(proc)
+                proc.wait()
     return code, list(tail)
 
 
@@ -114,6 +182,7 @@ def find_tool(
     which: Callable[[str], str | None] = shutil.which,
     python: str = sys.executable,
     machine: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Tool:
     """uv from PATH, the cache, the image's wheelhouse or the index; else pip."""
     if settings.installer in ("auto", "uv"):
@@ -121,7 +190,8 @@ def find_tool(
         if found:
             return Tool("uv", (found,))
         try:
-            return Tool("uv", (str(provision_uv(settings, layout, log=log, machine=machine)),))
+            uv = provision_uv(settings, layout, log=log, machine=machine, deadline=deadline)
+            return Tool("uv", (str(uv),))
         except BootstrapError as exc:
             if settings.installer == "uv":
                 raise
@@ -139,7 +209,12 @@ def find_tool(
 
 
 def provision_uv(
-    settings: Settings, layout: Layout, *, log: Callable[[str], None], machine: str | None = None
+    settings: Settings,
+    layout: Layout,
+    *,
+    log: Callable[[str], None],
+    machine: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Path:
     """The pinned uv binary, from the cache, else unpacked from its hash-checked wheel."""
     arch = machine or platform.machine()
@@ -153,7 +228,9 @@ def provision_uv(
     if not wheel.is_file():
         if settings.offline:
             raise BootstrapError("uv is not in the cache and RUNPOD_SLIM_OFFLINE is set")
-        url = index_file_url(settings.index_url, "uv", filename, ca_bundle=settings.ca_bundle)
+        url = index_file_url(
+            settings.index_url, "uv", filename, ca_bundle=settings.ca_bundle, deadline=deadline
+        )
         log(f"installer: fetching uv {UV_VERSION} from the index")
         wheel = download(
             url,
@@ -162,6 +239,7 @@ def provision_uv(
             ca_bundle=settings.ca_bundle,
             retries=settings.retries,
             log=log,
+            deadline=deadline,
         )
     staging = binary.parent.with_name(f".{binary.parent.name}.{os.getpid()}")
     staging.mkdir(parents=True, exist_ok=True)
@@ -198,13 +276,23 @@ def install_command(
     hashed = ["--require-hashes", "--no-deps"] if plan.lock.hashed else []
     if tool.kind == "pip":
         extra = ["--extra-index-url", plan.torch_index] if plan.torch_index else []
+        # --isolated: no PIP_* variables and no user config (tool_environ also points
+        # PIP_CONFIG_FILE at /dev/null, which is how pip skips its global config too), so what
+        # those would have said is given here.
+        cert = ["--cert", settings.ca_bundle] if settings.ca_bundle else []
+        offline = ["--no-index"] if settings.offline else []
         return [
             *tool.argv,
             "install",
+            "--isolated",
             "--target",
             str(site),
             "--no-input",
             "--disable-pip-version-check",
+            "--cache-dir",
+            str(settings.cache_root / "pip-cache"),
+            *cert,
+            *offline,
             *binary,
             "--index-url",
             settings.index_url,
@@ -254,21 +342,34 @@ def installed_distributions(site: Path) -> list[str]:
     return sorted(found)
 
 
+# uv variables that would choose other indexes or links than the settings do.
+_UV_INDEX_VARIABLES = (
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_INDEX_STRATEGY",
+    "UV_CONFIG_FILE",
+)
+
+
 def tool_environ(base: Mapping[str, str], settings: Settings, layout: Layout) -> dict[str, str]:
-    env = dict(base)
+    """The installer's environment: the machine's, without its pip and uv index choices."""
+    env = {
+        k: v for k, v in base.items() if not k.startswith("PIP_") and k not in _UV_INDEX_VARIABLES
+    }
+    env["PIP_CONFIG_FILE"] = os.devnull  # pip then reads no config file, not even /etc/pip.conf
     env["UV_CACHE_DIR"] = str(layout.uv_cache)
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env.setdefault("UV_HTTP_TIMEOUT", "60")
     # uv trusts only its built-in roots unless told: the system's store is where an image (or
     # a TLS-inspecting proxy's operator) adds a CA, and where Python's own downloads look.
     env.setdefault("UV_SYSTEM_CERTS", "1")
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     if settings.ca_bundle:
         env["SSL_CERT_FILE"] = settings.ca_bundle
-        env["PIP_CERT"] = settings.ca_bundle
     if settings.offline:
         env["UV_OFFLINE"] = "1"
-        env["PIP_NO_INDEX"] = "1"
     return env
 
 
@@ -281,15 +382,33 @@ def run_install(
     log: Callable[[str], None],
     cwd: Path | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> None:
-    """Run the install command, retrying with backoff when its output says the network failed."""
+    """Run the install command, retrying with backoff when its output says the network failed.
+
+    With a deadline, the command is killed when it runs out, and no retry starts after it.
+    """
     attempt = 0
     while True:
-        code, tail = runner(argv, env, cwd, lambda line: log(f"install: {line}"))
+        on_line = lambda line: log(f"install: {line}")  # noqa: E731
+        if deadline is None:
+            code, tail = runner(argv, env, cwd, on_line)
+        else:
+            code, tail = runner(argv, env, cwd, on_line, timeout_s=deadline.left())
         if code == 0:
             return
+        tail = [redact_line(line) for line in tail]
         network = any(sign in line.lower() for line in tail for sign in _NETWORK_SIGNS)
         attempt += 1
+        delay = min(2.0**attempt, 30.0)
+        if deadline is not None and (deadline.expired() or (network and deadline.left() <= delay)):
+            raise InstallTimeoutError(
+                " ".join(argv[:3]),
+                deadline.spent(),
+                deadline.timeout_s,
+                install_indexes(argv),
+                "\n".join(tail[-15:]),
+            )
         if not network or attempt > retries:
             hint = (
                 f"the package index could not be reached (after {attempt} attempts); check "
@@ -298,9 +417,16 @@ def run_install(
                 else "see the installer's output below"
             )
             raise InstallError(" ".join(argv[:3]), code, "\n".join(tail[-15:]), hint)
-        delay = min(2.0**attempt, 30.0)
         log(f"install: network error, retrying in {delay:.0f} s ({attempt}/{retries})")
         sleep(delay)
+
+
+def install_indexes(argv: Sequence[str]) -> str:
+    """The indexes an install command reads, without credentials, for an error message."""
+    urls = [redact_url(argv[i + 1]) for i, arg in enumerate(argv[:-1]) if arg in _INDEX_OPTIONS]
+    if not urls:
+        return "the package index"
+    return "the package index " + " and ".join(dict.fromkeys(urls))
 
 
 _SMOKE = r"""

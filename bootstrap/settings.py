@@ -28,6 +28,7 @@ FLASH_ATTN_MIRROR = "RUNPOD_SLIM_FLASH_ATTN_MIRROR"
 OFFLINE = "RUNPOD_SLIM_OFFLINE"
 INSTALLER = "RUNPOD_SLIM_INSTALLER"
 LOCK_TIMEOUT = "RUNPOD_SLIM_LOCK_TIMEOUT"
+INSTALL_TIMEOUT = "RUNPOD_SLIM_INSTALL_TIMEOUT"
 RETRIES = "RUNPOD_SLIM_RETRIES"
 KEEP_ENVS = "RUNPOD_SLIM_KEEP_ENVS"
 WHEELHOUSE = "RUNPOD_SLIM_WHEELHOUSE"
@@ -48,6 +49,11 @@ DEFAULT_TORCH_INDEX_URL = "https://download.pytorch.org/whl"
 DEFAULT_FLASH_ATTN_MIRROR = "https://github.com/Dao-AILab/flash-attention/releases/download"
 # Wheels baked into the image (pynvml, uv) so that a first start needs no extra round trip.
 DEFAULT_WHEELHOUSE = "/opt/runpod-slim/wheels"
+# RunPod stops a worker that is not ready within its init timeout, 7 minutes by default. A cold
+# install of the biggest stack (audio: torch, CUDA wheels, whisperx) took 60 to 230 s here;
+# 300 s leaves it room on a slow network and leaves two minutes of the init timeout for the
+# rest of the start (detect, smoke test, publish, the handler's setup) and for the error.
+DEFAULT_INSTALL_TIMEOUT_S = 300.0
 
 TORCH_VARIANTS = ("auto", "cu126", "cu128", "cpu")
 FLASH_ATTN_POLICIES = ("auto", "off", "required")
@@ -99,6 +105,7 @@ class Settings:
     custom: CustomHandler | None = None  # HANDLER_TYPE=custom: the user's own function
     # Tests only: the bootstrap SIGKILLs itself at this point of an install (see ensure.py).
     failpoint: str | None = None
+    install_timeout_s: float = DEFAULT_INSTALL_TIMEOUT_S  # one deadline for the whole install
 
     @property
     def volume_attached(self) -> bool:
@@ -124,6 +131,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         offline=_flag(environ, OFFLINE),
         installer=choice_setting(environ, INSTALLER, "auto", INSTALLERS),
         lock_timeout_s=_number(environ, LOCK_TIMEOUT, 1800.0, minimum=1.0),
+        install_timeout_s=_number(environ, INSTALL_TIMEOUT, DEFAULT_INSTALL_TIMEOUT_S, minimum=1.0),
         retries=_whole(environ, RETRIES, 3, minimum=0),
         keep_envs=_whole(environ, KEEP_ENVS, 3, minimum=1),
         wheelhouse=Path(environ.get(WHEELHOUSE) or DEFAULT_WHEELHOUSE),

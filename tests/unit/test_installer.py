@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from bootstrap.cache import Layout
-from bootstrap.errors import CacheError, InstallError, SmokeTestError
+from bootstrap.deadline import Deadline
+from bootstrap.errors import CacheError, InstallError, InstallTimeoutError, SmokeTestError
 from bootstrap.gpu import no_gpu, parse_gpu_spec
 from bootstrap.installer import (
     Tool,
@@ -17,6 +19,7 @@ from bootstrap.installer import (
     run_install,
     run_streaming,
     smoke_test,
+    tool_environ,
 )
 from bootstrap.plan import InstallPlan, plan
 from bootstrap.profiles import PROFILES, Profile
@@ -53,8 +56,30 @@ def test_hashed_lock_installs_without_resolution(make_settings: Make, locks_dir:
         "https://pypi.org/simple",
     ]
     pip = install_command(PIP, the_plan, Path("/s"), Path("/r.txt"), settings, "/py")
-    assert pip[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
+    assert pip[:5] == ["/usr/bin/python3", "-m", "pip", "install", "--isolated"]
     assert pip[-2:] == ["--require-hashes", "--no-deps"]
+
+
+def test_installers_get_no_index_choices_from_the_machine(
+    make_settings: Make, locks_dir: Path
+) -> None:
+    settings = make_settings(RUNPOD_SLIM_OFFLINE="1", SSL_CERT_FILE="/corp.pem")
+    base = {
+        "PATH": "/bin",
+        "PIP_EXTRA_INDEX_URL": "http://elsewhere/simple",
+        "PIP_DEFAULT_TIMEOUT": "180",
+        "UV_EXTRA_INDEX_URL": "http://elsewhere/simple",
+        "UV_HTTP_TIMEOUT": "30",
+    }
+    env = tool_environ(base, settings, Layout(settings.cache_root))
+    assert env["PIP_CONFIG_FILE"] == os.devnull
+    assert not [k for k in env if k.startswith("PIP_") and k != "PIP_CONFIG_FILE"]
+    assert "UV_EXTRA_INDEX_URL" not in env and env["UV_HTTP_TIMEOUT"] == "30"
+    assert env["SSL_CERT_FILE"] == "/corp.pem" and env["UV_OFFLINE"] == "1"
+    # What PIP_* variables said, pip is told on its command line (it ignores them, isolated).
+    the_plan = plan(PROFILES["storage"], no_gpu("x"), "3.11", settings, locks_dir=locks_dir)
+    pip = install_command(PIP, the_plan, Path("/s"), Path("/r.txt"), settings, "/py")
+    assert pip[pip.index("--cert") + 1] == "/corp.pem" and "--no-index" in pip
 
 
 def test_unhashed_lock_resolves_torch_from_its_own_index(
@@ -137,6 +162,7 @@ class ScriptedRunner:
     def __init__(self, answers: list[tuple[int, list[str]]]) -> None:
         self.answers = answers
         self.calls: list[list[str]] = []
+        self.timeouts: list[float | None] = []
 
     def __call__(
         self,
@@ -144,8 +170,10 @@ class ScriptedRunner:
         env: Mapping[str, str],
         cwd: Path | None,
         on_line: Callable[[str], None],
+        timeout_s: float | None = None,
     ) -> tuple[int, list[str]]:
         self.calls.append(list(argv))
+        self.timeouts.append(timeout_s)
         code, lines = self.answers.pop(0)
         for line in lines:
             on_line(line)
@@ -169,6 +197,32 @@ def test_network_errors_are_retried_then_reported() -> None:
     assert len(runner.calls) == 3 and waits == [2.0, 4.0]
     assert "the package index could not be reached (after 3 attempts)" in str(info.value)
     assert "Connection refused" in info.value.stderr_tail
+
+
+def test_no_retry_starts_that_the_deadline_would_cut_short() -> None:
+    now = [0.0]
+    deadline = Deadline.start(10.0, clock=lambda: now[0])
+    refused = (2, ["error: Failed to fetch: `https://user:pw@mirror.example/simple/boto3/`"])
+    runner = ScriptedRunner([refused, refused, refused])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds + 4.0  # and the attempt before it took 4 s
+
+    with pytest.raises(InstallTimeoutError) as info:
+        run_install(
+            ["uv", "pip", "install", "--index-url", "https://user:pw@mirror.example/simple"],
+            {},
+            retries=5,
+            runner=runner,
+            log=print,
+            sleep=sleep,
+            deadline=deadline,
+        )
+    # The first try has 10 s; the second starts at 6 s with 4 s left, and a third would first
+    # wait 4 s: none starts.
+    assert runner.timeouts == [10.0, 4.0]
+    assert "waiting on the package index https://mirror.example/simple" in str(info.value)
+    assert "user:pw" not in str(info.value)
 
 
 def test_other_errors_are_not_retried() -> None:
