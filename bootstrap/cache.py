@@ -19,6 +19,7 @@ import contextlib
 import errno
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,12 @@ def discard(layout: Layout, path: Path) -> None:
     import shutil
 
     shutil.rmtree(grave, ignore_errors=True)
+
+
+def set_aside(layout: Layout, env_dir: Path, why: str, log: Callable[[str], None]) -> None:
+    """Take a damaged published env out of view (under its key's lock), saying why."""
+    log(f"cache: env {env_dir.name} is damaged ({why}); setting it aside to install it again")
+    discard(layout, env_dir)
 
 
 def empty_trash(layout: Layout) -> None:

@@ -2,13 +2,18 @@
 
 detect   NVML -> GpuInfo
 plan     pure -> InstallPlan and env key
-lookup   envs/<key>/manifest.json complete?  -> activate (the warm path: no network,
-         no resolver, no directory walk)
+lookup   envs/<key>/manifest.json complete and its env whole?  (the warm path: no
+         network, no resolver, no directory walk)
+hydrate  a packed env: its parts streamed from the volume onto container disk, checked
 lock     one installer per key; the others wait, then take the warm path
-install  into staging, with uv from the hashed lock (pip as fallback)
+install  into staging (on container disk when envs are packed), with uv from the hashed
+         lock (pip as fallback)
 smoke    import what was installed, in a subprocess
-publish  manifest last, then rename staging -> envs/<key>
+publish  packed: parts into volume staging; manifest last; rename staging -> envs/<key>
 activate the env first on sys.path
+
+bootstrap/store.py says where envs live (in place, or packed on the volume), and what a
+start checks before it uses one; bootstrap/packed.py how an env is packed and hydrated.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import store
 from .cache import (
     Layout,
     dir_size,
@@ -27,8 +33,8 @@ from .cache import (
     empty_trash,
     new_staging,
     publish,
-    read_manifest,
     remove_leftovers,
+    set_aside,
     write_manifest,
 )
 from .env import ReadyEnv
@@ -42,6 +48,8 @@ from .settings import GPU, Settings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
 if TYPE_CHECKING:
+    from typing import Any
+
     from .installer import Runner
     from .lock import InstallLock
 
@@ -131,12 +139,15 @@ def ensure(
             phase.detail = f"{the_plan.env_key}; {the_plan.variant}: {the_plan.variant_reason}"
         for skipped in the_plan.skipped:
             log(f"plan: without {skipped.package}: {skipped.reason}")
+        kind = store.choose(settings.env_store, layout.root, settings.local_root)
+        local = Layout(settings.local_root)
+        ctx = _Start(settings, layout, local, kind, start, environ, runner, which, sleep)
         with start.phase("lookup") as phase:
-            env = _warm(layout, the_plan.env_key)
-            phase.detail = "warm, found in the cache" if env else "cold, not in the cache"
+            found = store.find(kind, layout, ctx.local, the_plan.env_key)
+            phase.detail = found.damaged or found.detail
+        env = found.env or (_hydrate(the_plan.env_key, found, ctx) if found.manifest else None)
         if env is None:
             start.state("installing", f"{the_plan.env_key} into {layout.envs}")
-            ctx = _Start(settings, layout, start, environ, runner, which, sleep)
             env = _install(the_plan, ctx)
         if activate:
             with start.phase("activate") as phase:
@@ -154,7 +165,9 @@ class _Start:
     """What one start works with, passed down instead of eight arguments."""
 
     settings: Settings
-    layout: Layout
+    layout: Layout  # the cache (on the volume, when there is one)
+    local: Layout  # container disk: hydrated envs, and installs of packed envs
+    store: str  # "packed" or "in-place" (bootstrap/store.py)
     log: StartLog
     environ: Mapping[str, str]
     runner: Runner | None  # None: the real one, imported on the cold path only
@@ -162,10 +175,60 @@ class _Start:
     sleep: Callable[[float], None]
 
 
-def _warm(layout: Layout, key: str) -> ReadyEnv | None:
-    env_dir = layout.env_dir(key)
-    manifest = read_manifest(env_dir)
-    return ReadyEnv(key, env_dir, manifest, cold=False) if manifest else None
+def _hydrate(key: str, found: store.Found, ctx: _Start) -> ReadyEnv | None:
+    """The packed env `found` on this container's disk; None when it turned out damaged."""
+    from .packed import DamagedEnvError, hydrate
+
+    assert found.manifest is not None
+    env_dir = ctx.layout.env_dir(key)
+    with ctx.log.phase("hydrate") as phase:
+        store.sweep_local_staging(ctx.local)
+        copy_big = _copy_big_files(found.manifest, ctx)
+        staging, fd = store.new_local_staging(ctx.local, key)
+        try:
+            hydrate(env_dir, found.manifest["parts"], staging / "site", copy_big=copy_big)
+            _failpoint(ctx.settings, "after-hydrate")
+        except DamagedEnvError as exc:
+            discard(ctx.local, staging)
+            phase.detail = f"damaged: {exc}"
+            ctx.log.log(f"hydrate: env {key} on the volume is damaged ({exc}); it will be rebuilt")
+            return None
+        except BaseException:
+            discard(ctx.local, staging)
+            raise
+        local_env = store.finish_local(ctx.local, key, staging, fd, found.manifest_sha256)
+        parts = found.manifest["parts"]
+        phase.detail = (
+            f"{len(parts['archives'])} archives unpacked, {len(parts['big'])} large files "
+            f"{'copied' if copy_big else 'linked'}, into {local_env}"
+        )
+    return ReadyEnv(key, local_env, found.manifest, cold=False, home=env_dir)
+
+
+def _copy_big_files(manifest: dict[str, Any], ctx: _Start) -> bool:
+    """Whether this start copies a packed env's large files, as asked and as disk allows."""
+    from .packed import big_bytes, small_bytes
+
+    parts = manifest["parts"]
+    ctx.local.root.mkdir(parents=True, exist_ok=True)
+    stat = os.statvfs(ctx.local.root)
+    free = stat.f_bavail * stat.f_frsize
+    small, big = small_bytes(parts), big_bytes(parts)
+    if small > free:
+        raise CacheError(
+            f"{ctx.local.root} has {free / 1e6:.0f} MB free and the env's small files need "
+            f"{small / 1e6:.0f} MB: point RUNPOD_SLIM_LOCAL_DIR at a larger disk, or give the "
+            f"container more disk"
+        )
+    if ctx.settings.big_files != "copy":
+        return False
+    if small + big > free:
+        ctx.log.log(
+            f"hydrate: {ctx.local.root} has {free / 1e6:.0f} MB free, too little to copy the "
+            f"env's {big / 1e6:.0f} MB of large files too; linking them to the volume instead"
+        )
+        return False
+    return True
 
 
 def _install(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
@@ -180,36 +243,45 @@ def _install(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
 
     layout.prepare()
     lock = InstallLock(layout.lock_file(key), log=start.log)
+    damaged: set[str] = set()  # manifests whose parts failed their checks, by sha256
     with start.phase("lock wait") as phase:
-        env = _wait_for_lock(lock, key, ctx)
+        env = _wait_for_lock(lock, key, ctx, damaged)
         phase.detail = "another worker installed it" if env else "acquired"
     if env is not None:
         return env
-    staging: Path | None = None
     try:
-        env = _warm(layout, key)  # published between our lookup and our lock
-        if env is not None:
-            return env
+        # Published between our lookup and our lock, or still there and damaged?
+        found = store.find(ctx.store, layout, ctx.local, key)
+        if found.env is None and found.manifest and found.manifest_sha256 not in damaged:
+            env = _hydrate(key, found, ctx)
+            if env is not None:
+                return env
+            found = store.Found(damaged="its parts do not match its manifest")
+        if found.env is not None:
+            return found.env
+        if found.damaged or found.manifest:
+            why = found.damaged or "its parts are damaged"
+            set_aside(layout, layout.env_dir(key), why, start.log)
         remove_leftovers(layout, key)
         empty_trash(layout)
-        staging = new_staging(layout, key)
-        env = _install_into(the_plan, staging, ctx)
-        staging = None
-        return env
+        return _install_into(the_plan, ctx)
     finally:
-        if staging is not None:
-            discard(layout, staging)
         lock.release()
 
 
-def _wait_for_lock(lock: InstallLock, key: str, ctx: _Start) -> ReadyEnv | None:
+def _wait_for_lock(lock: InstallLock, key: str, ctx: _Start, damaged: set[str]) -> ReadyEnv | None:
     layout, log, timeout_s = ctx.layout, ctx.log.log, ctx.settings.lock_timeout_s
     deadline = time.monotonic() + timeout_s
     announced = False
     while True:
-        env = _warm(layout, key)
-        if env is not None:
-            return env
+        found = store.find(ctx.store, layout, ctx.local, key)
+        if found.env is not None:
+            return found.env
+        if found.manifest and found.manifest_sha256 not in damaged:
+            env = _hydrate(key, found, ctx)
+            if env is not None:
+                return env
+            damaged.add(found.manifest_sha256)
         if lock.try_acquire():
             return None
         holder = lock.holder()
@@ -226,7 +298,30 @@ def _wait_for_lock(lock: InstallLock, key: str, ctx: _Start) -> ReadyEnv | None:
         ctx.sleep(_LOCK_POLL_S)
 
 
-def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv:
+def _install_into(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
+    """Install, smoke-test and publish; packed envs are installed on container disk."""
+    key = the_plan.env_key
+    fd = -1
+    if ctx.store == "packed":
+        store.sweep_local_staging(ctx.local)
+        staging, fd = store.new_local_staging(ctx.local, key)
+        scratch = ctx.local  # uv's cache beside the install: hard links, not copies
+    else:
+        staging, scratch = new_staging(ctx.layout, key), ctx.layout
+    try:
+        manifest = _install_and_smoke(the_plan, staging, scratch, ctx)
+        if ctx.store == "packed":
+            return _publish_packed(key, staging, fd, manifest, ctx)
+        return _publish_in_place(key, staging, manifest, ctx)
+    except BaseException:
+        discard(ctx.local if ctx.store == "packed" else ctx.layout, staging)
+        raise
+
+
+def _install_and_smoke(
+    the_plan: InstallPlan, staging: Path, scratch: Layout, ctx: _Start
+) -> dict[str, object]:
+    """Install the plan into staging/site and smoke-test it; returns the env's manifest."""
     # The cold path's modules (ssl, urllib, zipfile) stay out of the warm path's import time.
     import shutil
 
@@ -263,7 +358,7 @@ def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv
         argv = install_command(tool, the_plan, site, requirements, settings, sys.executable)
         run_install(
             argv,
-            tool_environ(ctx.environ, settings, layout),
+            tool_environ(ctx.environ, settings, scratch),
             retries=settings.retries,
             runner=runner,
             log=start.log,
@@ -275,22 +370,77 @@ def _install_into(the_plan: InstallPlan, staging: Path, ctx: _Start) -> ReadyEnv
         smoke_test(the_plan, site, runner=runner, log=start.log, environ=ctx.environ)
         phase.detail = "ok"
     _failpoint(settings, "after-smoke")
-    with start.phase("publish") as phase:
-        size, files = dir_size(site)
-        manifest = _manifest(the_plan, tool.kind, began, size, files)
-        manifest["resolved"] = installed_distributions(site)
+    size, files = dir_size(site)
+    manifest = _manifest(the_plan, tool.kind, began, size, files)
+    manifest["resolved"] = installed_distributions(site)
+    manifest["sentinels"] = store.sentinels(site)
+    return manifest
+
+
+def _publish_in_place(
+    key: str, staging: Path, manifest: dict[str, object], ctx: _Start
+) -> ReadyEnv:
+    env_dir = ctx.layout.env_dir(key)
+    with ctx.log.phase("publish") as phase:
         write_manifest(staging, manifest)
-        _failpoint(settings, "after-manifest")
-        env_dir = layout.env_dir(the_plan.env_key)
+        _failpoint(ctx.settings, "after-manifest")
         if publish(staging, env_dir):
-            phase.detail = f"{env_dir} ({size / 1e6:.0f} MB in {files} files)"
+            phase.detail = f"{env_dir} ({_size(manifest)})"
         else:
-            discard(layout, staging)
+            discard(ctx.layout, staging)
             phase.detail = "another installer published it first; using theirs"
-    published = read_manifest(env_dir)
-    if published is None:
-        raise CacheError(f"{env_dir} was published without a complete manifest")
-    return ReadyEnv(the_plan.env_key, env_dir, published, cold=True)
+    return _published(key, ctx)
+
+
+def _publish_packed(
+    key: str, staging: Path, fd: int, manifest: dict[str, object], ctx: _Start
+) -> ReadyEnv:
+    from .packed import pack
+
+    env_dir = ctx.layout.env_dir(key)
+    with ctx.log.phase("publish") as phase:
+        parts_staging = new_staging(ctx.layout, key)
+        try:
+            manifest["parts"] = pack(staging / "site", parts_staging)
+            _failpoint(ctx.settings, "after-pack")
+            write_manifest(parts_staging, manifest)
+            _failpoint(ctx.settings, "after-manifest")
+            published = publish(parts_staging, env_dir)
+        except BaseException:
+            discard(ctx.layout, parts_staging)
+            raise
+        if not published:
+            discard(ctx.layout, parts_staging)
+            discard(ctx.local, staging)
+            phase.detail = "another installer published it first; using theirs"
+            return _published(key, ctx)
+        parts = manifest["parts"]
+        assert isinstance(parts, dict)
+        phase.detail = (
+            f"{env_dir} ({_size(manifest)}) as {len(parts['archives'])} archives and "
+            f"{len(parts['big'])} large files"
+        )
+    found = store.find(ctx.store, ctx.layout, ctx.local, key)
+    if found.manifest is None:
+        raise CacheError(f"{env_dir} was published, and then could not be read back")
+    local_env = store.finish_local(ctx.local, key, staging, fd, found.manifest_sha256)
+    return ReadyEnv(key, local_env, found.manifest, cold=True, home=env_dir)
+
+
+def _published(key: str, ctx: _Start) -> ReadyEnv:
+    """The env another installer published while this one worked (a lost race)."""
+    found = store.find(ctx.store, ctx.layout, ctx.local, key)
+    env = found.env or (_hydrate(key, found, ctx) if found.manifest else None)
+    if env is None:
+        raise CacheError(
+            f"{ctx.layout.env_dir(key)} was published by another installer and cannot be used: "
+            f"{found.damaged or 'its parts are damaged'}"
+        )
+    return ReadyEnv(env.key, env.path, env.manifest, cold=True, home=env.home)
+
+
+def _size(manifest: dict[str, object]) -> str:
+    return f"{int(str(manifest['size_bytes'])) / 1e6:.0f} MB in {manifest['files']} files"
 
 
 def _manifest(

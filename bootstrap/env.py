@@ -26,6 +26,7 @@ class ReadyEnv:
     path: Path
     manifest: Mapping[str, Any]
     cold: bool  # True when this start installed it
+    home: Path | None = None  # its dir in the cache on the volume, when `path` is a local copy
 
     @property
     def site_dir(self) -> Path:
@@ -60,8 +61,9 @@ class ReadyEnv:
         """Mark the env in use for as long as this process runs, so prune leaves it alone."""
         import threading  # only a serving worker holds its env
 
+        home = self.home or self.path
         try:
-            touch_lease(self.path)
+            touch_lease(home)
         except OSError:
             return  # a read-only cache (a baked image's) is never pruned under a worker
 
@@ -70,6 +72,6 @@ class ReadyEnv:
             while not event.wait(LEASE_HEARTBEAT_S):
                 # If the volume went away, the worker's own I/O will say so.
                 with contextlib.suppress(OSError):
-                    touch_lease(self.path)
+                    touch_lease(home)
 
         threading.Thread(target=beat, name="runpod-slim-lease", daemon=True).start()

@@ -1,0 +1,287 @@
+"""An env on the network volume as a few large files, and its copy on container-local disk.
+
+RunPod's network volume is MooseFS: every lookup, open and create is a round trip to its
+master, so an env of 7,000 to 35,000 small files used in place there starts many times slower
+than from local disk, and installing it file by file into the volume is slower still. What the
+volume does well is stream large files. So a published env is
+
+    envs/<key>/manifest.json          written last; lists every part with its size and sha256
+    envs/<key>/parts/small-NNN.tar    the small files (and every directory and symlink), in
+                                      archives of about ARCHIVE_BYTES, so several stream at once
+    envs/<key>/parts/big/<path>       each file of BIG_FILE_BYTES or more, as it is, at its path
+                                      in the env (so `$ORIGIN` RPATHs resolve beside it)
+
+and a worker hydrates it onto container-local disk at start: the archives are streamed, hashed
+and unpacked in parallel; the large files are either linked (the default: a process reads only
+the pages it touches, as the local page cache would) or copied and hashed ("eager"). Nothing
+is used before every part has checked out, and the local copy is renamed into place whole.
+
+GNU tar does the packing and unpacking (it is in every base image this worker runs on, and on
+two cores it is several times faster than the tarfile module); Python streams its bytes to and
+from the volume, hashing them on the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .errors import CacheError
+
+FORMAT = "packed-1"
+BIG_FILE_BYTES = 1 << 20
+ARCHIVE_BYTES = 64 << 20
+PARTS = "parts"
+BIG = "big"
+_CHUNK = 4 << 20
+# Streams at once: MooseFS serves parallel streams well (RunPod PR #538: 4-8x serial), and
+# the hashing releases the GIL, so a few threads keep both cores and the network busy.
+WORKERS = 6
+
+
+class DamagedEnvError(CacheError):
+    """A published env's parts do not match its manifest; it must be set aside and rebuilt."""
+
+
+@dataclass(frozen=True)
+class Tree:
+    """What a site directory holds, split by how it travels."""
+
+    small: tuple[tuple[str, int], ...]  # (relative path, bytes): files, symlinks, directories
+    big: tuple[tuple[str, int, bool], ...]  # (relative path, bytes, executable)
+
+
+def scan(site: Path) -> Tree:
+    """Split `site` into small entries (archived) and big files (stored as they are)."""
+    small: list[tuple[str, int]] = []
+    big: list[tuple[str, int, bool]] = []
+    for root, dirs, names in os.walk(site):
+        rel_root = os.path.relpath(root, site)
+        for name in sorted(dirs):
+            path = os.path.join(root, name)
+            if os.path.islink(path):  # a symlink to a directory travels as a link
+                small.append((_rel(rel_root, name), 0))
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            rel = _rel(rel_root, name)
+            if os.path.islink(path) or st.st_size < BIG_FILE_BYTES:
+                small.append((rel, st.st_size))
+            else:
+                big.append((rel, st.st_size, bool(st.st_mode & 0o111)))
+        if not names and not dirs and rel_root != ".":
+            small.append((rel_root, 0))  # an empty directory is kept too
+    return Tree(tuple(small), tuple(big))
+
+
+def shard(entries: tuple[tuple[str, int], ...], limit: int = ARCHIVE_BYTES) -> list[list[str]]:
+    """Consecutive runs of entries of about `limit` bytes each (pure; order kept)."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for rel, nbytes in entries:
+        if shards[-1] and size + nbytes > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append(rel)
+        size += nbytes + 512  # a tar header per member
+    return shards
+
+
+def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, object]:
+    """Write `site` as parts under env_dir/parts; returns the manifest's "parts" entry."""
+    tree = tree or scan(site)
+    parts = env_dir / PARTS
+    (parts / BIG).mkdir(parents=True)
+    for rel, _size, _x in tree.big:
+        (parts / BIG / rel).parent.mkdir(parents=True, exist_ok=True)
+
+    def archive(index: int, members: list[str]) -> dict[str, object]:
+        name = f"small-{index:03d}.tar"
+        size, digest = _tar_create(site, members, parts / name)
+        return {"name": name, "size": size, "sha256": digest, "members": len(members)}
+
+    def store(rel: str, size: int, executable: bool) -> dict[str, object]:
+        with (site / rel).open("rb") as src:
+            written, digest = _stream(_chunks(src), parts / BIG / rel)
+        if written != size:
+            raise CacheError(f"{site / rel} changed while it was being published")
+        if executable:
+            os.chmod(parts / BIG / rel, 0o755)
+        return {"path": rel, "size": size, "sha256": digest, "executable": executable}
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        archives = [pool.submit(archive, i, m) for i, m in enumerate(shard(tree.small))]
+        bigs = [pool.submit(store, *entry) for entry in tree.big]
+        return {
+            "format": FORMAT,
+            "archives": [f.result() for f in archives],
+            "big": [f.result() for f in bigs],
+        }
+
+
+def hydrate(
+    env_dir: Path,
+    parts: dict[str, object],
+    site: Path,
+    *,
+    copy_big: bool,
+) -> None:
+    """Unpack a published env's parts into `site` (a new directory), checking every part.
+
+    Raises DamagedEnvError naming the first part that is missing or not what the manifest says.
+    """
+    archives, bigs = _entries(parts)
+    site.mkdir(parents=True)
+    volume_parts = env_dir / PARTS
+
+    def unpack(entry: dict[str, object]) -> None:
+        source = volume_parts / str(entry["name"])
+        try:
+            with source.open("rb") as src:
+                _tar_extract(_checked(src, source, entry), site, source)
+        except FileNotFoundError:
+            raise DamagedEnvError(f"{source} is missing") from None
+
+    def place(entry: dict[str, object]) -> None:
+        rel = str(entry["path"])
+        source = volume_parts / BIG / rel
+        target = site / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if copy_big:
+                with source.open("rb") as src:
+                    _stream(_checked(src, source, entry), target)
+                if entry.get("executable"):
+                    os.chmod(target, 0o755)
+                return
+            size = os.stat(source).st_size
+        except FileNotFoundError:
+            raise DamagedEnvError(f"{source} is missing") from None
+        if size != entry["size"]:
+            raise DamagedEnvError(f"{source} has {size} bytes, its manifest says {entry['size']}")
+        os.symlink(source, target)
+
+    # Archives first: they create the directories the big files land in.
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for future in [pool.submit(unpack, entry) for entry in archives]:
+            future.result()
+        for future in [pool.submit(place, entry) for entry in bigs]:
+            future.result()
+
+
+def small_bytes(parts: dict[str, object]) -> int:
+    """Bytes the archives unpack to, about (what container disk needs at the least)."""
+    archives, _ = _entries(parts)
+    return sum(int(str(a["size"])) for a in archives)
+
+
+def big_bytes(parts: dict[str, object]) -> int:
+    _, bigs = _entries(parts)
+    return sum(int(str(b["size"])) for b in bigs)
+
+
+def _entries(parts: dict[str, object]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    archives, bigs = parts.get("archives"), parts.get("big")
+    if not (isinstance(archives, list) and isinstance(bigs, list)) or parts.get("format") != FORMAT:
+        raise DamagedEnvError(f"its manifest does not describe a {FORMAT} env")
+    return archives, bigs
+
+
+def _rel(rel_root: str, name: str) -> str:
+    return name if rel_root == "." else f"{rel_root}/{name}"
+
+
+def _chunks(src: object) -> Iterator[bytes]:
+    read = src.read  # type: ignore[attr-defined]
+    while chunk := read(_CHUNK):
+        yield chunk
+
+
+def _checked(src: object, source: Path, entry: dict[str, object]) -> Iterator[bytes]:
+    """The file's chunks; after the last one, its size and sha256 are checked."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in _chunks(src):
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+        raise DamagedEnvError(
+            f"{source} is not the file its manifest names ({size} bytes, sha256 "
+            f"{digest.hexdigest()[:16]}...; expected {entry['size']} bytes, "
+            f"{str(entry['sha256'])[:16]}...)"
+        )
+
+
+def _stream(chunks: Iterator[bytes], target: Path) -> tuple[int, str]:
+    """Write chunks to a new file; (bytes, sha256)."""
+    digest = hashlib.sha256()
+    size = 0
+    with target.open("xb") as out:
+        for chunk in chunks:
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _tar() -> str:
+    tar = shutil.which("tar")
+    if tar is None:
+        raise CacheError("GNU tar is not on PATH; the worker needs it to pack and unpack envs")
+    return tar
+
+
+def _tar_create(site: Path, members: list[str], target: Path) -> tuple[int, str]:
+    argv = [_tar(), "-c", "-f", "-", "-C", str(site), "--no-recursion", "--null", "-T", "-"]
+    names = b"".join(os.fsencode(m) + b"\0" for m in members)
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        # tar writes while it still reads names: feed it from a thread, or both pipes fill.
+        feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True)
+        feeder.start()
+        result = _stream(_chunks(proc.stdout), target)
+        feeder.join()
+    if proc.returncode != 0:
+        raise CacheError(f"tar could not archive {len(members)} files of {site}")
+    return result
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except BrokenPipeError:
+        pass  # tar stopped early; its exit status says why
+
+
+def _tar_extract(chunks: Iterator[bytes], site: Path, source: Path) -> None:
+    argv = [_tar(), "-x", "-f", "-", "-C", str(site), "--no-same-owner"]
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=errors) as proc,
+    ):
+        assert proc.stdin is not None
+        try:
+            for chunk in chunks:
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # tar stopped early; its exit status says why
+        proc.wait()
+        errors.seek(0)
+        said = errors.read().decode(errors="replace").strip().splitlines()
+    if proc.returncode != 0:
+        last = said[-1] if said else f"exit status {proc.returncode}"
+        if "No space left" in last:
+            raise CacheError(f"no space left on the disk of {site} while unpacking {source.name}")
+        raise DamagedEnvError(f"{source} could not be unpacked ({last})")
