@@ -6,6 +6,10 @@
 #   (tests/support/radosgw.py).
 #   espeak-ng: speaks the script the audio handler's tests transcribe
 #   (tests/integration/test_audio_handler.py).
+#   moosefs-master, moosefs-chunkserver, moosefs-client: a throwaway MooseFS
+#   cluster, the network volume of the tests and benchmarks
+#   (tests/support/moosefs.py); iproute2 (ip) and util-linux (nsenter,
+#   umount) for the network namespaces it runs in.
 #
 # Idempotent and quick when everything is there already: it asks dpkg first
 # and only runs `apt-get update` and `apt-get install` for what is missing.
@@ -19,7 +23,12 @@ set -euo pipefail
 # Recommends are not needed: the four ceph ones are the minimal set that runs a
 # mon + memstore OSD + radosgw cluster (ceph-common has ceph, ceph-authtool
 # and radosgw-admin; ceph-base, pulled in by ceph-mon, has monmaptool).
-PACKAGES=(ceph-mon ceph-osd radosgw ceph-common espeak-ng)
+# MooseFS: libfuse3 comes with moosefs-client; fusermount is not needed (root
+# mounts FUSE directly).
+PACKAGES=(
+    ceph-mon ceph-osd radosgw ceph-common espeak-ng
+    moosefs-master moosefs-chunkserver moosefs-client iproute2 util-linux
+)
 
 usage() {
     echo "usage: $0 [--check]" >&2
@@ -96,7 +105,8 @@ echo "installing test dependencies: ${missing[*]}"
 "${apt_get[@]}" update
 "${apt_get[@]}" install -y --no-install-recommends "${missing[@]}"
 
-for binary in ceph ceph-authtool ceph-mon ceph-osd monmaptool radosgw radosgw-admin; do
+for binary in ceph ceph-authtool ceph-mon ceph-osd monmaptool radosgw radosgw-admin \
+    mfsmaster mfschunkserver mfsmount ip nsenter umount; do
     if ! command -v "$binary" >/dev/null 2>&1; then
         echo "$0: installed ${missing[*]} but $binary is still not on PATH" >&2
         exit 1

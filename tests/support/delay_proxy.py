@@ -1,0 +1,235 @@
+"""A TCP proxy that delays every byte by a fixed time, in each direction.
+
+The kernel on the test machines has no ``netem`` qdisc, so the MooseFS fixture
+(:mod:`tests.support.moosefs`) adds network latency with this userspace proxy
+instead.  Each accepted connection gets an upstream connection and, per
+direction, a reader thread and a writer thread joined by a queue: the reader
+stamps each chunk with the time it arrived, the writer sends it once
+``one_way_ms`` has passed since then.  Order is kept, throughput is not
+limited, and half-closes travel through.
+
+It runs as its own process (``python3 delay_proxy.py ...``), so the test
+process's work does not hold up its threads.  The process is started inside
+the *upstream* network namespace (where the servers are); its listening
+sockets are created in another one (``--listen-netns``, where the clients
+are), by switching the main thread's namespace for just that moment: a socket
+stays in the namespace it was created in.  So the clients connect to the
+servers' own address and find the proxy there.
+
+Only the standard library is used, and nothing from this repository, so the
+file can be run by path by any Python 3.10+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Forward", "main", "parse_forward", "serve"]
+
+_CLONE_NEWNET = 0x40000000
+_PR_SET_TIMERSLACK = 29
+_CHUNK = 256 * 1024
+_ACCEPT_BACKLOG = 128
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Listen on ``listen`` and relay each connection to ``target`` (host, port)."""
+
+    listen: tuple[str, int]
+    target: tuple[str, int]
+
+
+def parse_forward(text: str) -> Forward:
+    """Parse ``LISTEN_IP:PORT=TARGET_IP:PORT`` into a :class:`Forward`."""
+    try:
+        left, right = text.split("=")
+        return Forward(_parse_address(left), _parse_address(right))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"forward {text[:60]!r} is not LISTEN_IP:PORT=TARGET_IP:PORT"
+        ) from None
+
+
+def _parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(text)
+    return host, int(port)
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"setns: {os.strerror(errno)}")
+
+
+def _tight_timers() -> None:
+    """Ask for 1 ns timer slack: the default 50 us would blur sub-ms delays."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+
+
+def _listeners(forwards: Sequence[Forward], listen_netns: str | None) -> list[socket.socket]:
+    """Bind one listening socket per forward, in ``listen_netns`` if given."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY) if listen_netns else -1
+    try:
+        if listen_netns:
+            target = os.open(listen_netns, os.O_RDONLY)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+        sockets = []
+        for forward in forwards:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(forward.listen)
+            sock.listen(_ACCEPT_BACKLOG)
+            sockets.append(sock)
+        return sockets
+    finally:
+        if home >= 0:
+            _setns(home)  # upstream connections are made from the home namespace
+            os.close(home)
+
+
+class _Link:
+    """One proxied connection: two sockets, four threads."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket, delay: float) -> None:
+        self._client = client
+        self._upstream = upstream
+        self._delay = delay
+        self._lock = threading.Lock()
+        self._open_directions = 2
+
+    def start(self) -> None:
+        for src, dst in ((self._client, self._upstream), (self._upstream, self._client)):
+            chunks: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+            threading.Thread(target=self._read, args=(src, chunks), daemon=True).start()
+            threading.Thread(target=self._write, args=(dst, chunks), daemon=True).start()
+
+    def _read(self, src: socket.socket, chunks: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        try:
+            while True:
+                data = src.recv(_CHUNK)
+                chunks.put((time.monotonic() + self._delay, data))
+                if not data:
+                    return
+        except OSError:
+            chunks.put((0.0, b""))
+            self._abort()
+
+    def _write(self, dst: socket.socket, chunks: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        try:
+            while True:
+                due, data = chunks.get()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    break
+                dst.sendall(data)
+        except OSError:
+            self._abort()
+        with self._lock:
+            self._open_directions -= 1
+            done = self._open_directions == 0
+        if done:
+            self._close()
+
+    def _abort(self) -> None:
+        """A reset on either side: wake every thread of this link and end it."""
+        for sock in (self._client, self._upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _close(self) -> None:
+        for sock in (self._client, self._upstream):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def _accept_loop(listener: socket.socket, target: tuple[str, int], delay: float) -> None:
+    while True:
+        client, _ = listener.accept()
+        try:
+            upstream = socket.create_connection(target, timeout=10)
+        except OSError as exc:
+            print(f"delay_proxy: cannot connect to {target[0]}:{target[1]}: {exc}", file=sys.stderr)
+            client.close()
+            continue
+        upstream.settimeout(None)
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _Link(client, upstream, delay).start()
+
+
+def serve(
+    forwards: Sequence[Forward],
+    *,
+    one_way_ms: float,
+    listen_netns: str | None = None,
+    ready_file: str | None = None,
+) -> None:
+    """Run the proxy until the process is signalled; never returns normally.
+
+    ``ready_file`` is created (atomically) once every listener is bound.
+    """
+    _tight_timers()
+    # Threads blocked in I/O release the GIL; a short switch interval keeps a
+    # busy thread from holding the others up for the default 5 ms.
+    sys.setswitchinterval(0.0002)
+    listeners = _listeners(forwards, listen_netns)
+    for listener, forward in zip(listeners, forwards, strict=True):
+        threading.Thread(
+            target=_accept_loop,
+            args=(listener, forward.target, one_way_ms / 1000.0),
+            daemon=True,
+        ).start()
+    if ready_file:
+        partial = f"{ready_file}.partial"
+        with open(partial, "w", encoding="utf-8") as out:
+            out.write(f"{os.getpid()}\n")
+        os.replace(partial, ready_file)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``delay_proxy.py --one-way-ms MS --forward A:P=B:Q ...``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one-way-ms", type=float, required=True)
+    parser.add_argument("--forward", type=parse_forward, action="append", required=True)
+    parser.add_argument("--listen-netns", help="network namespace file for the listeners")
+    parser.add_argument("--ready-file", help="created once listening")
+    args = parser.parse_args(argv)
+    if args.one_way_ms < 0:
+        parser.error(f"--one-way-ms {args.one_way_ms} must be 0 or more")
+    serve(
+        args.forward,
+        one_way_ms=args.one_way_ms,
+        listen_netns=args.listen_netns,
+        ready_file=args.ready_file,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
