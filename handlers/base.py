@@ -9,6 +9,7 @@ Streaming handlers set `streaming = True` and implement `stream()` instead.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,22 @@ class JobContext:
             self.secrets.append(value)
 
 
+def quiet_sdk_debug_log() -> None:
+    """Keep the RunPod SDK's log at INFO or above, when the SDK is loaded.
+
+    runpod 1.12 logs every job's whole output at DEBUG, and DEBUG is its default level: the
+    presigned URLs a job returns would land in the worker's log whole. Its logger's level is a
+    plain attribute of its one RunPodLogger (its own set_level() would print a line too).
+    """
+    module = sys.modules.get("runpod.serverless.modules.rp_logger")
+    if module is None:
+        return
+    logger = module.RunPodLogger()
+    levels = list(module.LOG_LEVELS)
+    if logger.level in levels and levels.index(logger.level) < levels.index("INFO"):
+        logger.level = "INFO"
+
+
 class Handler:
     """Base class of the four handlers (and the adapter of a custom one)."""
 
@@ -51,6 +68,7 @@ class Handler:
     def __init__(self, config: HandlerConfig) -> None:
         self.config = config
         self.setup_error: str | None = None  # set by the worker when setup() raised
+        quiet_sdk_debug_log()
 
     def setup(self) -> None:
         """Load what every job needs; runs once per worker, before the first job."""

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,9 +29,16 @@ def free_port() -> int:
 class LocalApi:
     """A running local API server and the calls the tests make to it."""
 
-    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
+    def __init__(self, url: str, process: subprocess.Popen[str], log: IO[str]) -> None:
         self.url = url
         self.process = process
+        self._log = log
+
+    def log(self) -> str:
+        """Everything the worker has written to stdout and stderr so far."""
+        self._log.flush()
+        with open(self._log.name, encoding="utf-8", errors="replace") as text:
+            return text.read()
 
     def post(self, path: str, body: Mapping[str, Any], timeout_s: float = 600) -> dict[str, Any]:
         request = urllib.request.Request(
@@ -82,7 +89,7 @@ def local_api(
     """
     port = port or free_port()
     # The worker's log goes to a file, not a pipe: a pipe nobody reads would fill and stall it.
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with tempfile.NamedTemporaryFile(mode="w+", prefix="runpod-slim-worker-log-") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -115,7 +122,7 @@ def local_api(
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"the worker's API never answered on {url}") from None
                     time.sleep(0.1)
-            yield LocalApi(url, process)
+            yield LocalApi(url, process, log)
         finally:
             process.terminate()
             try:

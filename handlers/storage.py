@@ -38,7 +38,9 @@ from .io import (
 from .validation import Field, validate
 
 ACTIONS = ("copy", "presign", "list", "stat", "delete", "cache")
-_CREDENTIALS = Field(dict, help="endpoint_url, access_key_id, secret_access_key, region")
+_CREDENTIALS = Field(
+    dict, secret=True, help="endpoint_url, access_key_id, secret_access_key, region"
+)
 _SOURCE = Field(str, required=True, help="s3://bucket/key or volume://path")
 MAX_BASE64_CHARS = 14_000_000  # ~10 MB decoded: RunPod's /run payload limit
 

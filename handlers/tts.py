@@ -471,7 +471,9 @@ class TTSHandler(Handler):
             "sample_rate": Field(int, choices=SAMPLE_RATES),
             "engine": Field(str, default=config.tts_engine, choices=TTS_ENGINES),
             "destination": Field(str, help="s3://bucket/key or volume://path"),
-            "credentials": Field(dict, help="endpoint_url, access_key_id, secret_access_key"),
+            "credentials": Field(
+                dict, secret=True, help="endpoint_url, access_key_id, secret_access_key"
+            ),
         }
         self._voices: OrderedDict[tuple[str, str], Voice] = OrderedDict()
         self._loading = threading.Lock()

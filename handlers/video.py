@@ -124,7 +124,9 @@ def _even(value: int) -> str | None:
 _SOURCE = {
     "video": Field(str, help="https://..., s3://bucket/key or volume://path"),
     "video_base64": Field(str, max_length=MAX_BASE64_CHARS),
-    "credentials": Field(dict, help="endpoint_url, access_key_id, secret_access_key, region"),
+    "credentials": Field(
+        dict, secret=True, help="endpoint_url, access_key_id, secret_access_key, region"
+    ),
 }
 _DESTINATION = {"destination": Field(str, help="s3://bucket/key or volume://path")}
 _ENCODE = {

@@ -102,3 +102,51 @@ def test_run_examples_script_runs_every_example_through_the_local_api(
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert proc.stdout.strip().endswith("4 passed, 0 failed")
     assert '"destination": "volume://examples/hello.txt"' in proc.stdout
+
+
+def test_no_secret_or_signature_reaches_the_workers_log_or_errors(
+    worker_env: dict[str, str], s3_bucket: str
+) -> None:
+    canary = "CANARY-SECRET-7f3a9c"
+    with local_api(worker_env) as api:
+        copied = api.runsync(
+            {
+                "action": "copy",
+                "source_base64": base64.b64encode(b"signed").decode(),
+                "destination": f"s3://{s3_bucket}/signed.txt",
+            }
+        )
+        url = copied["output"]["url"]  # type: ignore[index]
+        signature = url.split("X-Amz-Signature=", 1)[1].split("&", 1)[0]
+        presigned = api.runsync({"action": "presign", "source": f"s3://{s3_bucket}/signed.txt"})
+        other = presigned["output"]["url"].split("X-Amz-Signature=", 1)[1]  # type: ignore[index]
+        answers = [
+            api.runsync(  # a secret given as a non-string
+                {
+                    "action": "stat",
+                    "source": f"s3://{s3_bucket}/signed.txt",
+                    "credentials": {"access_key_id": "k", "secret_access_key": {"x": canary}},
+                }
+            ),
+            api.runsync({"action": "stat", "source": "s3://b/k", "credentials": canary}),
+            api.runsync(  # a signed URL as a source: its query appears in no line
+                {
+                    "action": "copy",
+                    "source": f"http://127.0.0.1:9/x.bin?X-Amz-Signature={canary}",
+                    "destination": "volume://x.bin",
+                }
+            ),
+            api.runsync(
+                {
+                    "action": "copy",
+                    "source": f"https://user:{canary}@example.invalid/x",
+                    "destination": "volume://x.bin",
+                }
+            ),
+        ]
+        log = api.log()
+    assert all(a["status"] == "FAILED" for a in answers), answers
+    for text in (str(answers), log):
+        assert canary not in text
+    assert signature not in log and other not in log
+    assert "fetching http://127.0.0.1:9/x.bin?..." in log  # the progress line, redacted
