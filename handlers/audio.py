@@ -26,129 +26,54 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
-import io
 import logging
-import math
-import os
 import threading
 import warnings
-import wave
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from bootstrap.settings import did_you_mean
 
+from .audio_output import SAMPLE_RATE, clean_segment, silence_wav, timestamp, to_srt, to_vtt
 from .base import Handler, JobContext
 from .config import HandlerConfig
 from .errors import JobError
+from .faster_whisper_job import run_faster_whisper
 from .io import decode_base64, fetch_source, volume_path
 from .validation import Field, validate
+from .whisper_compat import FASTER_WHISPER, read_request, recognise
+from .whisper_models import COMPUTE_TYPES, LoadedModel, WhisperModels
+
+# The whisperx output helpers live in audio_output; these names stay importable from here.
+__all__ = ["AudioHandler", "clean_segment", "silence_wav", "timestamp", "to_srt", "to_vtt"]
 
 LOG = logging.getLogger("runpod-slim")
 
-MODELS = (
-    "tiny",
-    "tiny.en",
-    "base",
-    "base.en",
-    "small",
-    "small.en",
-    "medium",
-    "medium.en",
-    "large-v1",
-    "large-v2",
-    "large-v3",
-    "turbo",
-)
-COMPUTE_TYPES = (
-    "int8",
-    "int8_float16",
-    "int8_float32",
-    "int8_bfloat16",
-    "int16",
-    "float16",
-    "bfloat16",
-    "float32",
-)
 OUTPUT_FORMATS = ("json", "text", "srt", "vtt")
 TASKS = ("transcribe", "translate")
-SAMPLE_RATE = 16_000
 ALIGN_CACHE_SIZE = 2
 DIARIZATION_MODEL = "pyannote/speaker-diarization-3.1"
 
 Samples = Any  # a float32 numpy array, mono, 16 kHz
 
 
-# --- subtitles and scoring (pure: the unit tests run them without the audio env) -------------
-
-
-def timestamp(seconds: float, separator: str = ",") -> str:
-    """HH:MM:SS,mmm (SRT) or HH:MM:SS.mmm (WebVTT)."""
-    millis = max(0, round(seconds * 1000))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def _cue_text(segment: Mapping[str, Any]) -> str:
-    text = " ".join(str(segment.get("text", "")).split())
-    speaker = segment.get("speaker")
-    return f"[{speaker}] {text}" if speaker else text
-
-
-def _cues(segments: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, str]]:
-    cues = []
-    for segment in segments:
-        text = _cue_text(segment)
-        if text:
-            start = float(segment["start"])
-            cues.append((start, max(start, float(segment["end"])), text))
-    return cues
-
-
-def to_srt(segments: Sequence[Mapping[str, Any]]) -> str:
-    """SubRip subtitles: one numbered cue per segment with text."""
-    blocks = [
-        f"{i}\n{timestamp(start)} --> {timestamp(end)}\n{text}\n"
-        for i, (start, end, text) in enumerate(_cues(segments), 1)
-    ]
-    return "\n".join(blocks)
-
-
-def to_vtt(segments: Sequence[Mapping[str, Any]]) -> str:
-    """WebVTT subtitles: one cue per segment with text."""
-    blocks = [
-        f"{timestamp(start, '.')} --> {timestamp(end, '.')}\n{text}\n"
-        for start, end, text in _cues(segments)
-    ]
-    return "WEBVTT\n\n" + "\n".join(blocks)
-
-
-def silence_wav(seconds: float = 0.5, rate: int = SAMPLE_RATE) -> bytes:
-    """A short silent 16-bit mono WAV (the example job's input)."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"\0\0" * int(seconds * rate))
-    return buffer.getvalue()
-
-
 # --- the handler ------------------------------------------------------------------------------
 
 
-@dataclass
-class LoadedModel:
-    """A Whisper model in memory, with the lock that lets one job at a time use it."""
+def check_language(language: str | None) -> None:
+    """A language code Whisper knows, or None (detect it)."""
+    if language is None:
+        return
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-    name: str
-    model: Any  # faster_whisper.WhisperModel
-    lock: threading.Lock
+    if language not in _LANGUAGE_CODES:
+        raise JobError(
+            f"input.language={language!r} is not allowed: choose one of "
+            f"{', '.join(sorted(_LANGUAGE_CODES))}"
+            f"{did_you_mean(language, sorted(_LANGUAGE_CODES))}, or leave it out to "
+            "detect the language"
+        )
 
 
 def _check_formats(value: list[Any]) -> str | None:
@@ -213,7 +138,7 @@ class AudioHandler(Handler):
             "output_formats": Field(list, default=["json", "text"], check=_check_formats),
             "credentials": Field(dict, help="endpoint_url, access_key_id, secret_access_key"),
         }
-        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self.models = WhisperModels(config, lambda: self.device)
         self._aligners: OrderedDict[str, tuple[Any, dict[str, Any]]] = OrderedDict()
         self._diarizer: tuple[str, Callable[..., Any]] | None = None
         self._loading = threading.Lock()
@@ -229,10 +154,6 @@ class AudioHandler(Handler):
 
             self._device = "cuda" if torch.cuda.is_available() else "cpu"
         return self._device
-
-    @property
-    def download_root(self) -> Path:
-        return self.config.volume / ".runpod-slim" / "models" / "whisper"
 
     def default_compute_type(self) -> str:
         return "float16" if self.device == "cuda" else "int8"
@@ -261,78 +182,12 @@ class AudioHandler(Handler):
             return self._vad
 
     def resolve_model(self, name: str, field: str) -> tuple[str, str | None]:
-        """(what WhisperModel loads, the download root): a known size or a volume directory."""
-        if name.startswith("volume://"):
-            path = volume_path(name, field, self.config)
-            if not (path / "model.bin").is_file():
-                raise JobError(
-                    f"{field}={name!r}: no CTranslate2 model directory at {path} (it needs "
-                    "model.bin, config.json and tokenizer.json; convert one with "
-                    "ct2-transformers-converter, or copy a faster-whisper model there)"
-                )
-            return str(path), None
-        if name not in MODELS:
-            raise JobError(
-                f"{field}={name!r} is not allowed: choose one of {', '.join(MODELS)}"
-                f"{did_you_mean(name, list(MODELS))}, or volume://PATH to a CTranslate2 "
-                "model directory on the volume"
-            )
-        root = self.download_root if self.config.volume.is_dir() else None
-        return name, str(root) if root else None
+        """(what WhisperModel loads, the download root); see handlers.whisper_models."""
+        return self.models.resolve(name, field)
 
     def model(self, name: str, compute_type: str, field: str = "input.model") -> LoadedModel:
-        """The Whisper model, loaded once and kept; the least recently used leaves a full cache."""
-        target, root = self.resolve_model(name, field)
-        key = (target, compute_type)
-        with self._loading:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-        loaded = LoadedModel(
-            name, self._load_whisper(name, target, root, compute_type), threading.Lock()
-        )
-        with self._loading:
-            self._models[key] = loaded
-            self._models.move_to_end(key)
-            while len(self._models) > self.config.audio_max_models:
-                evicted, _ = self._models.popitem(last=False)
-                LOG.info("audio: model %s leaves memory (RUNPOD_SLIM_AUDIO_MAX_MODELS)", evicted[0])
-            gc.collect()
-            return loaded
-
-    def _load_whisper(self, name: str, target: str, root: str | None, compute_type: str) -> Any:
-        import ctranslate2
-        from whisperx.asr import WhisperModel  # faster-whisper's, with batched generation
-
-        supported = sorted(ctranslate2.get_supported_compute_types(self.device))
-        if compute_type not in supported:
-            raise JobError(
-                f"input.compute_type={compute_type!r} is not supported on this worker's "
-                f"{self.device}: choose one of {', '.join(supported)}"
-            )
-        if root:
-            Path(root).mkdir(parents=True, exist_ok=True)
-        options = {
-            "device": self.device,
-            "compute_type": compute_type,
-            "download_root": root,
-            "cpu_threads": cpu_threads(),
-        }
-        if target != name:  # a local directory
-            return WhisperModel(target, **options)
-        try:
-            return WhisperModel(target, local_files_only=True, **options)
-        except Exception:
-            LOG.info("audio: downloading Whisper %s into %s", name, root)
-        try:
-            return WhisperModel(target, **options)
-        except Exception as exc:
-            raise JobError(
-                f"model {name!r} is not in {root or 'the Hugging Face cache'} and could not be "
-                f"downloaded from huggingface.co ({type(exc).__name__}); allow "
-                "network access to huggingface.co, or put a CTranslate2 model directory on "
-                'the volume and pass model="volume://models/whisper/NAME"'
-            ) from None
+        """The Whisper model, loaded once and kept (handlers.whisper_models)."""
+        return self.models.get(name, compute_type, field)
 
     def aligner(self, language: str, name: str | None) -> tuple[Any, dict[str, Any]]:
         """A wav2vec2 alignment model and its metadata, loaded once per (language, name)."""
@@ -393,6 +248,11 @@ class AudioHandler(Handler):
         if isinstance(token, str):
             job.keep_secret(token)
         job.keep_secret(self.config.hf_token)
+        if recognise(job.input, self.fields) == FASTER_WHISPER:
+            request = read_request(job.input)
+            check_language(request.language)
+            LOG.info("audio: job %s is a worker-faster_whisper job", job.id)
+            return await asyncio.to_thread(run_faster_whisper, self, job, request)
         args = validate(job.input, self.fields)
         self._check(args)
         return await asyncio.to_thread(self._run, job, args)
@@ -413,17 +273,7 @@ class AudioHandler(Handler):
                 f"input.diarize=true needs a Hugging Face token that may read {DIARIZATION_MODEL}:"
                 " set HF_TOKEN on the endpoint or pass input.hf_token"
             )
-        language = args["language"]
-        if language is not None:
-            from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-            if language not in _LANGUAGE_CODES:
-                raise JobError(
-                    f"input.language={language!r} is not allowed: choose one of "
-                    f"{', '.join(sorted(_LANGUAGE_CODES))}"
-                    f"{did_you_mean(language, sorted(_LANGUAGE_CODES))}, or leave it out to "
-                    "detect the language"
-                )
+        check_language(args["language"])
 
     def _run(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         import whisperx
@@ -523,42 +373,3 @@ class AudioHandler(Handler):
             import torch
 
             torch.cuda.empty_cache()
-
-
-def cpu_threads() -> int:
-    """CTranslate2's threads on the CPU: every core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 4
-
-
-def clean_segment(segment: Mapping[str, Any]) -> dict[str, Any]:
-    """A segment as JSON: start, end, text, and words/speaker when there are any."""
-    out: dict[str, Any] = {
-        "start": _seconds(segment.get("start")),
-        "end": _seconds(segment.get("end")),
-        "text": str(segment.get("text", "")).strip(),
-    }
-    if segment.get("speaker") is not None:
-        out["speaker"] = str(segment["speaker"])
-    if "words" in segment:
-        words = []
-        for word in segment["words"]:
-            item: dict[str, Any] = {"word": str(word.get("word", ""))}
-            for name in ("start", "end", "score"):
-                value = _seconds(word.get(name))
-                if value is not None:  # words alignment could not place have no timing
-                    item[name] = value
-            if word.get("speaker") is not None:
-                item["speaker"] = str(word["speaker"])
-            words.append(item)
-        out["words"] = words
-    return out
-
-
-def _seconds(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return None if math.isnan(number) else round(number, 3)  # NaN: no timing
