@@ -1,0 +1,109 @@
+"""bootstrap.packed: an env as archives and large files, and back, every part checked."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bootstrap import packed
+from bootstrap.packed import DamagedEnvError, hydrate, pack, scan, shard
+
+BIG = packed.BIG_FILE_BYTES
+
+
+def make_site(root: Path) -> Path:
+    """A small site dir with what real ones hold: packages, a big .so, links, an empty dir."""
+    site = root / "site"
+    (site / "pkg" / "sub").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    (site / "pkg" / "sub" / "data.txt").write_bytes(os.urandom(5000))
+    (site / "pkg" / "_native.so").write_bytes(os.urandom(BIG + 17))
+    (site / "pkg" / "_native.so").chmod(0o755)
+    (site / "nvidia" / "cublas" / "lib").mkdir(parents=True)
+    (site / "nvidia" / "cublas" / "lib" / "libcublas.so.12").write_bytes(os.urandom(2 * BIG))
+    (site / "nvidia" / "cublas" / "lib" / "libcublas.so").symlink_to("libcublas.so.12")
+    (site / "pkg-1.0.dist-info").mkdir()
+    (site / "pkg-1.0.dist-info" / "RECORD").write_text("pkg/__init__.py,,\n")
+    (site / "empty").mkdir()
+    (site / "bin").mkdir()
+    (site / "bin" / "tool").write_text("#!/bin/sh\necho hi\n")
+    (site / "bin" / "tool").chmod(0o755)
+    return site
+
+
+def tree(site: Path) -> dict[str, object]:
+    """Everything a reader sees of a tree: contents, link targets, exec bits, empty dirs."""
+    seen: dict[str, object] = {}
+    for folder, dirs, names in os.walk(site):
+        rel = os.path.relpath(folder, site)
+        if not dirs and not names:
+            seen[rel] = "empty dir"
+        for name in names:
+            path = Path(folder) / name
+            if path.is_symlink() and not os.readlink(path).startswith("/"):
+                seen[f"{rel}/{name}"] = f"-> {os.readlink(path)}"
+            else:
+                seen[f"{rel}/{name}"] = (path.read_bytes(), os.access(path, os.X_OK))
+    return seen
+
+
+def test_shard_keeps_order_and_bounds_each_archive() -> None:
+    entries = ((f"f{i}", 30 << 20) for i in range(5))
+    assert [len(s) for s in shard(tuple(entries), limit=64 << 20)] == [2, 2, 1]
+    assert shard(()) == [[]]
+
+
+@pytest.mark.parametrize("copy_big", [False, True], ids=["link", "copy"])
+def test_pack_then_hydrate_gives_the_same_tree(tmp_path: Path, copy_big: bool) -> None:
+    site = make_site(tmp_path)
+    found = scan(site)
+    assert sorted(rel for rel, _s, _x in found.big) == [
+        "nvidia/cublas/lib/libcublas.so.12",
+        "pkg/_native.so",
+    ]
+    parts = pack(site, tmp_path / "volume-env")
+    assert len(parts["archives"]) == 1  # type: ignore[arg-type]
+    out = tmp_path / "local" / "site"
+    hydrate(tmp_path / "volume-env", parts, out, copy_big=copy_big)
+    assert tree(out) == tree(site)
+    big = out / "pkg" / "_native.so"
+    assert big.is_symlink() is not copy_big
+    # Linked big files point into the volume's copy; copied ones are local files.
+    if not copy_big:
+        assert os.readlink(big) == str(tmp_path / "volume-env" / "parts" / "big" / "pkg/_native.so")
+    json.dumps(parts)  # the manifest holds it as JSON
+
+
+def test_a_tampered_archive_is_refused_and_named(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    env = tmp_path / "volume-env"
+    parts = pack(site, env)
+    archive = env / "parts" / "small-000.tar"
+    data = bytearray(archive.read_bytes())
+    data[700] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DamagedEnvError, match=r"small-000\.tar is not the file its manifest"):
+        hydrate(env, parts, tmp_path / "local" / "site", copy_big=False)
+
+
+def test_a_missing_or_resized_big_file_is_refused(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    env = tmp_path / "volume-env"
+    parts = pack(site, env)
+    big = env / "parts" / "big" / "pkg" / "_native.so"
+    big.write_bytes(b"short")
+    with pytest.raises(DamagedEnvError, match=r"_native\.so has 5 bytes, its manifest says"):
+        hydrate(env, parts, tmp_path / "a" / "site", copy_big=False)
+    with pytest.raises(DamagedEnvError, match=r"_native\.so is not the file"):
+        hydrate(env, parts, tmp_path / "b" / "site", copy_big=True)
+    big.unlink()
+    with pytest.raises(DamagedEnvError, match=r"_native\.so is missing"):
+        hydrate(env, parts, tmp_path / "c" / "site", copy_big=False)
+
+
+def test_a_manifest_of_another_form_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DamagedEnvError, match="does not describe a packed-1 env"):
+        hydrate(tmp_path, {"format": "packed-0"}, tmp_path / "site", copy_big=False)
