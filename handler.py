@@ -32,6 +32,7 @@ JobFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 def main(environ: Mapping[str, str] = os.environ) -> int:
     """Bootstrap, set the handler up once, and hand it to the RunPod SDK."""
     from bootstrap import BootstrapError, ensure, load_settings
+    from bootstrap.errors import from_os_error
     from bootstrap.log import configure
     from handlers.config import load_config
 
@@ -44,6 +45,9 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         ensure(settings, environ=environ).hold()
     except BootstrapError as exc:
         LOG.error("the worker cannot start: %s", exc)
+        return 1
+    except OSError as exc:  # a full disk, a lost volume: one line that says what to do
+        LOG.error("the worker cannot start: %s", from_os_error(exc, "the start"))
         return 1
 
     from handlers.sdk import import_runpod

@@ -24,7 +24,7 @@ from typing import Any
 
 from .cache import Layout
 from .ensure import detect, ensure, make_plan
-from .errors import BootstrapError, SettingsError
+from .errors import BootstrapError, SettingsError, from_os_error
 from .log import configure, default_log
 from .prune import list_envs, prune
 from .settings import CACHE, GPU, HANDLER_TYPE, HANDLERS, Settings, load_settings
@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     except BootstrapError as exc:
         print(f"runpod-slim: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # one the bootstrap did not turn into its own error: still one line
+        print(f"runpod-slim: {from_os_error(exc, args.command)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))

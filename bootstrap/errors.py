@@ -6,6 +6,9 @@ message as it is and exits, so it must stand on its own in a RunPod log line.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class BootstrapError(Exception):
     """Base of every error the bootstrap raises on purpose."""
@@ -91,3 +94,51 @@ class InstallTimeoutError(InstallError):
         if stderr_tail:
             message += f"\n--- last lines of its output ---\n{stderr_tail}"
         BootstrapError.__init__(self, message)
+
+
+class DiskFullError(CacheError):
+    """A write failed because the filesystem (the volume or local disk) is full."""
+
+
+class CacheIOError(CacheError):
+    """A file operation on the cache failed for another reason (permissions, a lost volume)."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+# What a network volume that stopped answering, or went away, looks like from here.
+_LOST = (errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN)
+
+
+def from_os_error(
+    exc: OSError, doing: str, path: os.PathLike[str] | str | None = None
+) -> CacheError:
+    """One actionable error from an OSError and what was being done when it happened.
+
+    `doing` completes "... failed": "writing the manifest", "unpacking uv". The path is the
+    one given, else the one the OSError names. Raise the result `from None`: the message stands
+    on its own in a RunPod log line, with no traceback.
+    """
+    where = path if path is not None else exc.filename
+    at = f" at {os.fspath(where)}" if where is not None else ""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in _FULL:
+        return DiskFullError(
+            f"{doing} failed{at}: the disk is full ({what}); free space there "
+            f"(python3 -m bootstrap prune removes old envs), or give the worker a larger "
+            f"volume or container disk"
+        )
+    if exc.errno in _DENIED:
+        return CacheIOError(
+            f"{doing} failed{at}: not writable ({what}); make it writable by this user, or set "
+            f"RUNPOD_SLIM_CACHE to a writable directory"
+        )
+    if exc.errno in _LOST:
+        return CacheIOError(
+            f"{doing} failed{at}: the filesystem stopped answering ({what}); check that the "
+            f"network volume is attached and healthy, then start the worker again"
+        )
+    return CacheIOError(
+        f"{doing} failed{at}: {what}; check that the path is usable, or set RUNPOD_SLIM_CACHE "
+        f"to another directory"
+    )

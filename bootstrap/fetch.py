@@ -9,6 +9,7 @@ and logs are shown without credentials or query strings.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
-from .errors import FetchError
+from .errors import FetchError, from_os_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,6 +55,14 @@ def redact_url(url: str) -> str:
 
 class _DeadlinePassed(Exception):
     pass
+
+
+class _WriteFailed(Exception):
+    """Writing the downloaded bytes failed: the disk, not the network, so never retried."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _timeout(timeout_s: float, deadline: Deadline | None) -> float:
@@ -97,13 +106,19 @@ def download(
     """Fetch `url` to `dest` unless a file with that sha256 is there already."""
     if dest.is_file() and sha256_of(dest) == sha256:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise from_os_error(exc, f"saving {dest.name}", dest.parent) from None
     part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     attempt = 0
     while True:
         try:
             actual = _stream(url, part, ca_bundle, timeout_s, log, deadline)
             break
+        except _WriteFailed as failed:
+            part.unlink(missing_ok=True)
+            raise from_os_error(failed.error, f"saving {dest.name}", dest.parent) from None
         except _DeadlinePassed:
             part.unlink(missing_ok=True)
             assert deadline is not None
@@ -125,7 +140,11 @@ def download(
         raise FetchError(
             url, f"sha256 is {actual}, expected {sha256}: not the pinned file, refused"
         )
-    os.replace(part, dest)
+    try:
+        os.replace(part, dest)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise from_os_error(exc, f"saving {dest.name}", dest) from None
     return dest
 
 
@@ -146,18 +165,34 @@ def _stream(
         done = 0
         last = time.monotonic()
         name = url.rsplit("/", 1)[-1]
-        with part.open("wb") as out:
+        try:
+            # Unbuffered: a full disk fails in _write, not later in a close outside it.
+            out = part.open("wb", buffering=0)
+        except OSError as exc:
+            raise _WriteFailed(exc) from None
+        with out:
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 _timeout(timeout_s, deadline)  # a server that trickles stops at the deadline
-                out.write(chunk)
+                _write(out, chunk)
                 digest.update(chunk)
                 done += len(chunk)
                 if time.monotonic() - last >= _PROGRESS_EVERY_S:
                     last = time.monotonic()
                     log(f"fetch: {name} {_mb(done)}" + (f" of {_mb(total)}" if total else ""))
-            out.flush()
-            os.fsync(out.fileno())
+            try:
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise _WriteFailed(exc) from None
     return digest.hexdigest()
+
+
+def _write(out: io.FileIO, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[out.write(view) or 0 :]
+    except OSError as exc:
+        raise _WriteFailed(exc) from None
 
 
 def index_file_url(

@@ -32,7 +32,13 @@ from typing import Protocol
 
 from .cache import Layout
 from .deadline import Deadline
-from .errors import BootstrapError, InstallError, InstallTimeoutError, SmokeTestError
+from .errors import (
+    BootstrapError,
+    InstallError,
+    InstallTimeoutError,
+    SmokeTestError,
+    from_os_error,
+)
 from .fetch import download, index_file_url, redact_url
 from .plan import InstallPlan
 from .settings import Settings
@@ -242,15 +248,23 @@ def provision_uv(
             deadline=deadline,
         )
     staging = binary.parent.with_name(f".{binary.parent.name}.{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as archive:
-        member = next(n for n in archive.namelist() if n.endswith(".data/scripts/uv"))
-        (staging / "uv").write_bytes(archive.read(member))
-    (staging / "uv").chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as archive:
+            member = next(n for n in archive.namelist() if n.endswith(".data/scripts/uv"))
+            with archive.open(member) as source, (staging / "uv").open("wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+        mode = stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+        (staging / "uv").chmod(mode)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise from_os_error(exc, f"unpacking uv {UV_VERSION}", staging) from None
     try:
         os.rename(staging, binary.parent)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process unpacked it first
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not binary.is_file():  # else another process unpacked it first, which is as good
+            raise from_os_error(exc, f"unpacking uv {UV_VERSION}", binary.parent) from None
     return binary
 
 
@@ -263,7 +277,10 @@ def requirements_file(plan: InstallPlan, staging: Path, flash_attn_wheel: Path |
             f"--hash=sha256:{plan.flash_attn.sha256}\n"
         )
     path = staging / "requirements.txt"
-    path.write_text(text)
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise from_os_error(exc, "writing the install's requirements", path) from None
     return path
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cache import hostname, random_token
+from .errors import from_os_error
 
 # A heartbeat that has not moved for this long, as the waiter watches it, means its holder is
 # dead (or cut off from the volume, which is as good as dead for the install it was doing).
@@ -180,10 +181,14 @@ class InstallLock:
 
     def _create(self) -> bool:
         new = self.path.with_name(f"{self.path.name}.{self.owner.token[:16]}.new")
-        with new.open("w") as out:
-            json.dump(asdict(self.owner), out)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with new.open("w") as out:
+                json.dump(asdict(self.owner), out)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            new.unlink(missing_ok=True)
+            raise from_os_error(exc, "creating the install lock", self.path) from None
         try:
             os.link(new, self.path)
         except FileExistsError:
