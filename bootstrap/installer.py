@@ -76,6 +76,10 @@ _INDEX_OPTIONS = ("--index-url", "--index", "--default-index", "--extra-index-ur
 # user:password@ in a URL an installer prints; never logged or put in an error.
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+(?::[^/@\s]*)?@")
 _PR_SET_PDEATHSIG = 1
+# A leftover of provisioning (a half-unpacked uv, a partial download) untouched for this long
+# belongs to a dead start: unpacking takes seconds, and a live download writes (so touches its
+# file) all the time and stops at the install deadline.
+LEFTOVER_AGE_S = 900.0
 
 
 class Runner(Protocol):
@@ -191,6 +195,9 @@ def find_tool(
     deadline: Deadline | None = None,
 ) -> Tool:
     """uv from PATH, the cache, the image's wheelhouse or the index; else pip."""
+    sweep_tool_leftovers(
+        layout, older_than_s=max(LEFTOVER_AGE_S, settings.install_timeout_s + 60), log=log
+    )
     if settings.installer in ("auto", "uv"):
         found = which("uv")
         if found:
@@ -247,7 +254,8 @@ def provision_uv(
             log=log,
             deadline=deadline,
         )
-    staging = binary.parent.with_name(f".{binary.parent.name}.{os.getpid()}")
+    # A token, not the pid: every containerised worker is pid 1, and several may unpack at once.
+    staging = binary.parent.with_name(f".{binary.parent.name}.{os.urandom(6).hex()}")
     try:
         staging.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheel) as archive:
@@ -266,6 +274,42 @@ def provision_uv(
         if not binary.is_file():  # else another process unpacked it first, which is as good
             raise from_os_error(exc, f"unpacking uv {UV_VERSION}", binary.parent) from None
     return binary
+
+
+def sweep_tool_leftovers(
+    layout: Layout,
+    *,
+    older_than_s: float = LEFTOVER_AGE_S,
+    log: Callable[[str], None],
+    clock: Callable[[], float] = time.time,
+) -> list[Path]:
+    """Remove what killed provisioning left: half-unpacked tools, partial downloads.
+
+    tools/ and wheels/ are shared by every env key, so holding one key's lock does not make
+    them ours: only leftovers untouched for `older_than_s` go, never a live start's.
+    """
+    candidates = [
+        *(layout.tools.glob(".*") if layout.tools.is_dir() else ()),
+        *(layout.wheels.glob("*/.*.part") if layout.wheels.is_dir() else ()),
+    ]
+    removed = []
+    for path in candidates:
+        try:
+            stamps = [path.lstat().st_mtime]
+            if path.is_dir():
+                stamps += [inner.lstat().st_mtime for inner in path.rglob("*")]
+        except OSError:
+            continue  # gone already
+        if clock() - max(stamps) < older_than_s:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log(f"installer: removed {len(removed)} leftovers of killed starts from {layout.root}")
+    return removed
 
 
 def requirements_file(plan: InstallPlan, staging: Path, flash_attn_wheel: Path | None) -> Path:

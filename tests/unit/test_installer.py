@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from bootstrap.installer import (
     run_install,
     run_streaming,
     smoke_test,
+    sweep_tool_leftovers,
     tool_environ,
 )
 from bootstrap.plan import InstallPlan, plan
@@ -27,6 +32,7 @@ from bootstrap.settings import Settings
 from tests.support.builders import write_lock
 
 Make = Callable[..., Settings]
+REPO = Path(__file__).resolve().parents[2]
 UV = Tool("uv", ("/bin/uv",))
 PIP = Tool("pip", ("/usr/bin/python3", "-m", "pip"))
 
@@ -299,3 +305,64 @@ def test_layout_prepare_names_the_setting_when_the_root_is_unwritable(tmp_path: 
     blocker.write_text("")
     with pytest.raises(CacheError, match="Set RUNPOD_SLIM_CACHE to a writable directory"):
         Layout(blocker / "cache").prepare()
+
+
+# --- leftovers and orphans -----------------------------------------------------------------
+
+
+def test_sweep_removes_old_leftovers_and_never_a_live_starts(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    old = time.time() - 3600
+    dead_unpack = layout.tools / ".uv-0.13.9-x86_64.1"
+    live_unpack = layout.tools / ".uv-0.13.9-x86_64.5f3a9c"
+    dead_part = layout.wheels / "d7f459fe4fd247d8" / ".uv.whl.0a1b.part"
+    live_part = layout.wheels / "d7f459fe4fd247d8" / ".uv.whl.2c3d.part"
+    published = layout.tools / "uv-0.13.9-x86_64" / "uv"
+    for path in (dead_unpack / "uv", live_unpack / "uv", dead_part, live_part, published):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    for path in (dead_unpack / "uv", dead_unpack, dead_part, published, published.parent):
+        os.utime(path, (old, old))
+    # A dir whose own mtime is old but whose file is being written is live.
+    os.utime(live_unpack, (old, old))
+    logged: list[str] = []
+    removed = sweep_tool_leftovers(layout, log=logged.append)
+    assert sorted(removed) == sorted([dead_unpack, dead_part])
+    assert live_unpack.exists() and live_part.exists() and published.exists()
+    assert logged == [f"installer: removed 2 leftovers of killed starts from {tmp_path}"]
+
+
+_BOOTSTRAP = """
+import os, sys
+from bootstrap.installer import run_streaming
+child = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(300)"]
+run_streaming(child, os.environ, None, lambda line: print(line, flush=True))
+"""
+
+
+def test_the_installer_dies_with_the_bootstrap(tmp_path: Path) -> None:
+    bootstrap = subprocess.Popen(
+        [sys.executable, "-c", _BOOTSTRAP],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert bootstrap.stdout is not None
+    child = int(bootstrap.stdout.readline())
+    bootstrap.kill()  # the bootstrap's python only: the installer is in its own process group
+    bootstrap.communicate()
+    deadline = time.monotonic() + 10
+    while alive(child):
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the installer outlived the bootstrap that started it")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its reaping is left
