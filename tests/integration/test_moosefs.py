@@ -10,8 +10,11 @@ leaves nothing behind, even after the body raised or the owner was killed.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
+import mmap
 import os
 import random
 import signal
@@ -140,6 +143,75 @@ def test_exclusive_create_has_one_winner_across_mounts(scratch: tuple[Path, Path
     assert [len(w) for w in wins] == [1] * rounds
     for n, winners in enumerate(wins):
         assert (scratch[1] / f"lock{n}").read_text() == str(winners[0])
+
+
+def test_links_and_mmap_work_across_mounts(scratch: tuple[Path, Path]) -> None:
+    a, b = scratch
+    library = random.Random(11).randbytes(3 * MIB)
+    (a / "lib.so.1").write_bytes(library)
+    os.symlink("lib.so.1", a / "lib.so")
+    os.link(a / "lib.so.1", a / "lib-hard.so")
+
+    assert os.readlink(b / "lib.so") == "lib.so.1"
+    assert os.stat(b / "lib.so.1").st_nlink == 2
+    assert os.stat(b / "lib-hard.so").st_ino == os.stat(b / "lib.so.1").st_ino
+    # The dynamic loader maps shared libraries executable.
+    with (b / "lib.so").open("rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+        try:
+            assert mapped[:] == library
+        finally:
+            mapped.close()
+
+
+def test_flock_is_held_across_mounts(scratch: tuple[Path, Path]) -> None:
+    # Two mounts are two superblocks: the kernel cannot see one lock from the
+    # other, so a conflict here comes from the master (a lock for the volume).
+    a, b = scratch
+    (a / "install.lock").touch()
+    with (a / "install.lock").open("rb") as holder, (b / "install.lock").open("rb") as other:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_rename_rules_an_atomic_publish_relies_on(scratch: tuple[Path, Path]) -> None:
+    a, b = scratch
+    (a / "manifest.json").write_text("old")
+    assert (b / "manifest.json").read_text() == "old"
+    (a / "manifest.json.tmp").write_text("new")
+    os.replace(a / "manifest.json.tmp", a / "manifest.json")
+    assert (b / "manifest.json").read_text() == "new"
+
+    (a / "staging").mkdir()
+    (a / "staging" / "f").write_text("1")
+    (a / "busy").mkdir()
+    (a / "busy" / "g").write_text("2")
+    with pytest.raises(OSError) as excinfo:
+        os.rename(a / "staging", a / "busy")
+    assert excinfo.value.errno == errno.ENOTEMPTY
+    (a / "empty").mkdir()
+    os.rename(a / "staging", a / "empty")
+    assert (b / "empty" / "f").read_text() == "1"
+
+
+def test_a_renamed_directorys_old_name_lingers_briefly_on_the_other_mount(
+    scratch: tuple[Path, Path],
+) -> None:
+    # mfsmount keeps directory entries it looked up for mfsdirentrycacheto
+    # (1 s by default): after a rename elsewhere, the old path still resolves
+    # here (and reads work through it) for about that long.
+    a, b = scratch
+    (a / "old").mkdir()
+    (a / "old" / "f").write_text("x")
+    assert (b / "old" / "f").read_text() == "x"
+    os.rename(a / "old", a / "new")
+    start = time.monotonic()
+    _wait_until(lambda: not (b / "old").exists(), 5, "old name gone from the other mount")
+    print(f"\nold directory name visible on the other mount for {time.monotonic() - start:.2f}s")
+    assert (b / "new" / "f").read_text() == "x"
 
 
 def test_client_counters_move_when_files_are_created(
