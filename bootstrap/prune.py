@@ -1,4 +1,9 @@
-"""What doctor and prune see of the cache: published envs, their last use, and removal."""
+"""What doctor and prune see of the cache: published envs, their last use, and removal.
+
+An env is in use while one of its leases is fresh, unless the lease names its process (an
+`Owner`, as the install lock does) and that process is provably gone: a one-shot run that
+exited a moment ago no longer holds its env.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import LEASE_FRESH_S, Layout, discard, empty_trash, read_manifest
+from .lock import Owner, read_owner
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ def list_envs(layout: Layout, clock: Callable[[], float] = time.time) -> list[En
     if not layout.envs.is_dir():
         return entries
     now = clock()
+    me = Owner.me()
     for env_dir in layout.envs.iterdir():
         manifest = read_manifest(env_dir)
         if manifest is None:
@@ -40,9 +47,17 @@ def list_envs(layout: Layout, clock: Callable[[], float] = time.time) -> list[En
             with contextlib.suppress(OSError):
                 mtime = lease.stat().st_mtime
                 times.append(mtime)
-                in_use = in_use or now - mtime < LEASE_FRESH_S
+                in_use = in_use or lease_in_use(lease, now - mtime, me)
         entries.append(EnvEntry(env_dir.name, env_dir, manifest, max(times), in_use))
     return sorted(entries, key=lambda e: e.last_used, reverse=True)
+
+
+def lease_in_use(lease: Path, age_s: float, me: Owner) -> bool:
+    """A lease touched within LEASE_FRESH_S whose process is not provably gone."""
+    if age_s >= LEASE_FRESH_S:
+        return False
+    holder = read_owner(lease)  # None for an empty lease: its freshness alone decides
+    return holder is None or not holder.provably_dead(me)
 
 
 def prune(
