@@ -311,3 +311,30 @@ def test_leftovers_of_a_killed_run_are_cleaned_up(tmp_path: Path) -> None:
     assert set(mounts) <= set(removed)
     assert not set(mounts) & _mount_points()
     assert not any(name.startswith(f"mfst{proc.pid}x") for name in _netns_names())
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "error"), ("", "skipped")])
+def test_missing_moosefs_fails_under_ci_and_skips_elsewhere(
+    tmp_path: Path, ci: str, outcome: str
+) -> None:
+    (tmp_path / "test_uses_volume.py").write_text(
+        "from tests.support.moosefs import moosefs, moosefs_factory\n\n"
+        "def test_volume(moosefs):\n"
+        "    pass\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "CI": ci, "PATH": str(tmp_path / "empty"), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # A fixture's pytest.fail() is reported as an error in setup: the run fails.
+    assert f"1 {outcome}" in result.stdout, result.stdout + result.stderr
+    assert (result.returncode == 0) is (outcome == "skipped")
+    assert "MooseFS test dependencies not found" in result.stdout
+    assert "scripts/install-test-deps.sh" in result.stdout
