@@ -1,0 +1,253 @@
+"""Starts with the cache on a real MooseFS volume, against the cache on local disk, in one run.
+
+    python3 bench/bench_volume.py [--handler storage --handler audio] [--latency 0 1 2]
+                                  [--runs 3] [--cold-latency 1] [--no-cold-in-place]
+
+Per handler:
+- cold first start (`python3 -m bootstrap install`, empty caches, packages from the index):
+  into local disk (env in place), into an empty MooseFS volume as this worker does it (packed
+  on the volume, installed and hydrated on container disk), and into MooseFS as it was done
+  before (env installed in place on the volume); with the bytes and files each leaves on the
+  volume;
+- warm start to "imports done" (a new process: the bootstrap's warm path, then what the
+  worker imports before its first job), as a new worker node sees it: a fresh mount, the page
+  cache dropped, an empty container disk; for the cache on local disk, the env in place on
+  MooseFS, and the packed env, at each added round-trip latency.
+
+The volume is tests/support/moosefs.py's cluster (master and chunkserver in network
+namespaces, a delaying proxy for the latency), mounted twice: node 0 installs, node 1 starts
+warm. The latency each run really saw is measured (a lookup's round trip) and reported.
+Needs root (namespaces, FUSE, dropping the page cache) and Debian's moosefs packages
+(scripts/install-test-deps.sh). Results: bench/results/volume_<handlers>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import REPO, report
+
+sys.path.insert(0, str(REPO))
+from tests.support.moosefs import MooseFS, drop_page_cache, moosefs_cluster
+
+IMPORTS = {
+    "audio": ("torch", "torchaudio", "ctranslate2", "faster_whisper", "whisperx", "runpod"),
+    "storage": ("boto3", "runpod"),
+    "tts": ("soundfile", "piper_onnx", "runpod"),
+    "video": ("av", "imageio_ffmpeg", "runpod"),
+}
+WARM = """
+import os, sys
+from bootstrap import ensure, load_settings
+ensure(load_settings(os.environ), log=lambda line: None)
+for name in sys.argv[1:]:
+    __import__(name)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--handler", action="append", choices=sorted(IMPORTS))
+    parser.add_argument("--latency", action="append", type=float, help="added RTT, ms")
+    parser.add_argument("--cold-latency", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--no-cold-in-place", action="store_true", help="skip the old in-place cold install"
+    )
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
+    args = parser.parse_args()
+    handlers = args.handler or ["storage", "audio"]
+    latencies = args.latency or [0.0, 1.0, 2.0]
+    results = {}
+    for handler in handlers:
+        with tempfile.TemporaryDirectory(prefix="bench-volume-", dir=args.workdir) as tmp:
+            results[handler] = bench_handler(
+                handler, Path(tmp), latencies, args.cold_latency, args.runs, args.no_cold_in_place
+            )
+    report(
+        f"volume_{'_'.join(handlers)}",
+        {
+            "command": "python3 bench/bench_volume.py "
+            + " ".join(f"--handler {h}" for h in handlers)
+            + "".join(f" --latency {lat:g}" for lat in latencies)
+            + f" --cold-latency {args.cold_latency:g} --runs {args.runs}"
+            + (" --no-cold-in-place" if args.no_cold_in_place else ""),
+            "results": results,
+        },
+    )
+
+
+def bench_handler(
+    handler: str,
+    tmp: Path,
+    latencies: list[float],
+    cold_latency: float,
+    runs: int,
+    skip_cold_in_place: bool,
+) -> dict[str, object]:
+    base = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_SLIM_", "UV_"))},
+        "HANDLER_TYPE": handler,
+        "RUNPOD_SLIM_VOLUME": str(tmp / "no-volume"),
+    }
+    local_cache = tmp / "local-cache"
+    local_env = {
+        **base,
+        "RUNPOD_SLIM_CACHE": str(local_cache),
+        "RUNPOD_SLIM_ENV_STORE": "in-place",
+        "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-a"),
+    }
+    out: dict[str, object] = {}
+    cold: dict[str, object] = {"local_disk_s": round(install(local_env), 2)}
+    out["local_env"] = footprint(local_cache)
+    with moosefs_cluster(tmp / "mfs", latency_ms=cold_latency, via_proxy=True) as fs:
+        node0, node1 = fs.mounts
+        cold["rtt_ms"] = round(fs.lookup_rtt_us(0) / 1000, 2)
+        packed_env = {
+            **base,
+            "RUNPOD_SLIM_CACHE": str(node0 / "packed"),
+            "RUNPOD_SLIM_ENV_STORE": "packed",
+            "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-b"),
+        }
+        cold["moosefs_packed_s"] = round(install(packed_env), 2)
+        cold["packed_on_volume"] = footprint(node0 / "packed")
+        in_place_root = node0 / "in-place"
+        if not skip_cold_in_place:
+            in_place_env = {
+                **base,
+                "RUNPOD_SLIM_CACHE": str(in_place_root),
+                "RUNPOD_SLIM_ENV_STORE": "in-place",
+                "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-c"),
+            }
+            cold["moosefs_in_place_s"] = round(install(in_place_env), 2)
+            cold["in_place_on_volume"] = footprint(in_place_root)
+        else:
+            # The same env in place on the volume, copied there for the warm runs.
+            shutil.copytree(local_cache / "envs", in_place_root / "envs", symlinks=True)
+        cold["packed_over_local"] = ratio(cold["moosefs_packed_s"], cold["local_disk_s"])
+        out["cold"] = cold
+
+        warm: dict[str, object] = {}
+        warm["local_disk"] = warm_runs(None, None, local_env, handler, runs)
+        for latency in latencies:
+            fs.set_latency(latency)
+            row: dict[str, object] = {}
+            row["in_place"] = warm_runs(
+                fs,
+                1,
+                {
+                    **base,
+                    "RUNPOD_SLIM_CACHE": str(node1 / "in-place"),
+                    "RUNPOD_SLIM_ENV_STORE": "in-place",
+                    "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-d"),
+                },
+                handler,
+                runs,
+            )
+            row["packed"] = warm_runs(
+                fs,
+                1,
+                {
+                    **base,
+                    "RUNPOD_SLIM_CACHE": str(node1 / "packed"),
+                    "RUNPOD_SLIM_ENV_STORE": "packed",
+                    "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-e"),
+                },
+                handler,
+                runs,
+                fresh_local=tmp / "local-e",
+            )
+            local_s = warm["local_disk"]["median_s"]  # type: ignore[index]
+            row["packed_over_local"] = ratio(row["packed"]["median_s"], local_s)  # type: ignore[index]
+            row["in_place_over_packed"] = ratio(
+                row["in_place"]["median_s"],  # type: ignore[index]
+                row["packed"]["median_s"],  # type: ignore[index]
+            )
+            warm[f"latency_{latency:g}ms"] = row
+        out["warm_to_imports_done"] = warm
+    return out
+
+
+def install(env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-m", "bootstrap", "install"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    took = time.perf_counter() - began
+    if run.returncode != 0:
+        raise SystemExit(f"install failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return took
+
+
+def warm_runs(
+    fs: MooseFS | None,
+    node: int | None,
+    env: dict[str, str],
+    handler: str,
+    runs: int,
+    fresh_local: Path | None = None,
+) -> dict[str, object]:
+    """Process start to imports done, each run as a new node: fresh mount, cold page cache."""
+    times, rtts = [], []
+    for _ in range(runs):
+        if fresh_local is not None:
+            shutil.rmtree(fresh_local, ignore_errors=True)  # a new container's empty disk
+        if fs is not None and node is not None:
+            fs.remount(node)
+            rtts.append(fs.lookup_rtt_us(node) / 1000)
+        if not drop_page_cache():
+            raise SystemExit("cannot drop the page cache (needs root): the figures would lie")
+        began = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, "-c", WARM, *IMPORTS[handler]],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        times.append(time.perf_counter() - began)
+        if run.returncode != 0:
+            raise SystemExit(f"warm start failed:\n{run.stderr[-3000:]}")
+    result: dict[str, object] = {
+        "median_s": round(statistics.median(times), 2),
+        "runs_s": [round(t, 2) for t in times],
+    }
+    if rtts:
+        result["rtt_ms"] = round(statistics.median(rtts), 2)
+    return result
+
+
+def footprint(root: Path) -> dict[str, int]:
+    """Files and bytes under a cache root (hard links counted once)."""
+    files = size = 0
+    seen: set[tuple[int, int]] = set()
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            st = os.lstat(os.path.join(folder, name))
+            files += 1
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                size += st.st_size
+    return {"files": files, "mb": round(size / 1e6)}
+
+
+def ratio(a: object, b: object) -> float:
+    return round(float(str(a)) / float(str(b)), 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Starts with the cache on a real MooseFS volume, as RunPod's workers have it.
+
+The volume is tests/support/moosefs.py's cluster, mounted twice: two worker nodes. Each start
+is `python3 -m bootstrap install` in its own process with its own container disk (a local
+dir), the cache on the volume, so the env is packed there (bootstrap/store.py: `auto` packs
+when the cache is on another file system). The storage env is the subject, as in
+test_bootstrap_install.py, whose local-disk twins of these tests stay there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bootstrap.cache import Layout
+from bootstrap.prune import list_envs
+from tests.support.http import closed_port_url
+from tests.support.moosefs import MooseFS
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL_TIMEOUT_S = 300
+
+
+class Volume:
+    """One test's cache on the shared MooseFS volume, and its worker nodes' container disks."""
+
+    def __init__(self, fs: MooseFS, tmp: Path) -> None:
+        self.fs = fs
+        self.name = f"cache-{os.getpid()}-{random.getrandbits(32):08x}"
+        self.tmp = tmp
+
+    def cache(self, node: int) -> Path:
+        return self.fs.mounts[node] / self.name
+
+    def start(self, node: int, disk: str, **extra: str) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_SLIM_")}
+        env.update(
+            HANDLER_TYPE="storage",
+            RUNPOD_SLIM_CACHE=str(self.cache(node)),
+            RUNPOD_SLIM_VOLUME=str(self.tmp / "no-volume"),
+            RUNPOD_SLIM_LOCAL_DIR=str(self.tmp / disk),
+            PYTHONPATH=str(REPO),
+            **extra,
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "bootstrap", "install", "--json"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a kill takes uv and tar with it, as a container stop does
+        )
+
+    def install(self, node: int, disk: str, **extra: str) -> tuple[dict[str, object], str]:
+        proc = self.start(node, disk, **extra)
+        out, err = proc.communicate(timeout=INSTALL_TIMEOUT_S)
+        assert proc.returncode == 0, err
+        return json.loads(out), err
+
+    def env_dirs(self) -> list[Path]:
+        envs = self.cache(0) / "envs"
+        return sorted(envs.iterdir()) if envs.is_dir() else []
+
+    def staging(self) -> list[Path]:
+        staging = self.cache(0) / "staging"
+        return sorted(staging.iterdir()) if staging.is_dir() else []
+
+
+@pytest.fixture
+def volume(moosefs: MooseFS, tmp_path: Path) -> Iterator[Volume]:
+    vol = Volume(moosefs, tmp_path)
+    yield vol
+    shutil.rmtree(vol.cache(0), ignore_errors=True)
+
+
+def imports_from(site_dir: str) -> str:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import boto3, runpod; print(boto3.__file__)"],
+        env={**os.environ, "PYTHONPATH": site_dir},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return probe.stdout.strip()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_installed_on_one_node_hydrated_on_another(volume: Volume) -> None:
+    cold, log = volume.install(0, "node0")
+    assert cold["cold"] is True
+    assert "publish:" in log and "archives and" in log
+    [env] = volume.env_dirs()
+    # On the volume: a manifest and a few large files, not thousands of small ones.
+    on_volume = [p for p in env.rglob("*") if p.is_file()]
+    assert len(on_volume) < 60, len(on_volume)
+    assert (env / "manifest.json").is_file()
+    assert imports_from(str(cold["site"])).startswith(str(volume.tmp / "node0"))
+
+    warm, log = volume.install(1, "node1")
+    assert warm["cold"] is False and warm["key"] == cold["key"]
+    assert "lookup: warm, packed on the volume" in log and "hydrate:" in log
+    assert "download and install" not in log
+    assert imports_from(str(warm["site"])).startswith(str(volume.tmp / "node1"))
+
+    again, log = volume.install(1, "node1")
+    assert "lookup: warm, hydrated on this container's disk" in log and "hydrate:" not in log
+    assert again["site"] == warm["site"]
+    assert volume.staging() == []
+
+
+def test_eight_workers_on_two_nodes_install_once(volume: Volume) -> None:
+    procs = [volume.start(i % 2, f"worker{i}") for i in range(8)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=INSTALL_TIMEOUT_S)
+        assert proc.returncode == 0, err
+        results.append((json.loads(out), err))
+    installs = sum(err.count("download and install:") for _, err in results)
+    assert installs == 1, f"{installs} workers installed"
+    assert len({result["key"] for result, _ in results}) == 1
+    assert len(volume.env_dirs()) == 1 and volume.staging() == []
+    assert not list((volume.cache(0) / "locks").glob("*.lock"))
+    for result, _ in results:
+        assert imports_from(str(result["site"])).startswith(str(volume.tmp))
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["during-install", "after-install", "after-smoke", "during-publish", "after-pack",
+     "after-manifest"],
+)
+def test_a_killed_install_is_never_used_and_the_next_start_recovers(
+    volume: Volume, point: str
+) -> None:
+    if point.startswith("during-"):
+        proc = volume.start(0, "node0")
+        local_staging = volume.tmp / "node0" / "staging"
+
+        def installing() -> bool:
+            sites = [p / "site" for p in local_staging.iterdir()] if local_staging.is_dir() else []
+            return any(s.is_dir() and len(list(s.iterdir())) > 20 for s in sites)
+
+        def publishing() -> bool:
+            return any((s / "parts").is_dir() and any((s / "parts").iterdir())
+                       for s in volume.staging())
+
+        wait_for(installing if point == "during-install" else publishing, INSTALL_TIMEOUT_S, point)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    else:
+        proc = volume.start(0, "node0", RUNPOD_SLIM_FAILPOINT=point)
+        proc.communicate(timeout=INSTALL_TIMEOUT_S)
+        assert proc.returncode == -signal.SIGKILL
+    assert volume.env_dirs() == []  # nothing published, so nothing can be used
+
+    # The other node takes over the dead installer's lock and installs.
+    result, log = volume.install(1, "node1")
+    assert result["cold"] is True
+    assert "lock: took over" in log
+    assert len(volume.env_dirs()) == 1 and volume.staging() == []
+    # The killed node's container disk is swept by its next start, which finds the env warm.
+    again, log = volume.install(0, "node0")
+    assert again["cold"] is False and "hydrate:" in log
+    assert [p.name for p in (volume.tmp / "node0" / "staging").iterdir()] == []
+    assert imports_from(str(again["site"])).startswith(str(volume.tmp / "node0"))
+
+
+def test_a_killed_hydration_is_never_used(volume: Volume) -> None:
+    volume.install(0, "node0")
+    proc = volume.start(1, "node1", RUNPOD_SLIM_FAILPOINT="after-hydrate")
+    proc.communicate(timeout=INSTALL_TIMEOUT_S)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (volume.tmp / "node1" / "envs").is_dir()
+    result, log = volume.install(1, "node1")
+    assert result["cold"] is False and "hydrate:" in log
+    assert os.listdir(volume.tmp / "node1" / "staging") == []
+
+
+def test_a_truncated_manifest_is_set_aside_and_rebuilt_once(volume: Volume) -> None:
+    volume.install(0, "node0")
+    [env] = volume.env_dirs()
+    manifest = env / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    result, log = volume.install(1, "node1")
+    assert result["cold"] is True
+    assert "is truncated or not a complete manifest" in log
+    assert "setting it aside to install it again" in log
+    assert len(volume.env_dirs()) == 1
+    again, log = volume.install(0, "node0-new")
+    assert again["cold"] is False and "download and install" not in log
+
+
+def test_a_damaged_archive_is_caught_at_hydration_and_rebuilt(volume: Volume) -> None:
+    volume.install(0, "node0")
+    [env] = volume.env_dirs()
+    archive = env / "parts" / "small-000.tar"
+    with archive.open("r+b") as out:
+        out.seek(archive.stat().st_size // 2)
+        out.write(b"\0" * 64)
+    result, log = volume.install(1, "node1")
+    assert "is not the file its manifest names" in log
+    assert "setting it aside" in log and result["cold"] is True
+    assert imports_from(str(result["site"])).startswith(str(volume.tmp / "node1"))
+
+
+def test_a_file_deleted_from_the_local_copy_is_hydrated_again(volume: Volume) -> None:
+    cold, _ = volume.install(0, "node0")
+    site = Path(str(cold["site"]))
+    (site / "boto3" / "__init__.py").unlink()
+    result, log = volume.install(0, "node0")
+    assert result["cold"] is False and "hydrate:" in log
+    assert "download and install" not in log
+    assert (site / "boto3" / "__init__.py").is_file()
+
+
+def test_a_packed_volume_starts_offline_on_a_new_node(volume: Volume) -> None:
+    volume.install(0, "node0")
+    dead = f"{closed_port_url()}/simple"
+    result, log = volume.install(
+        1, "node1", RUNPOD_SLIM_INDEX_URL=dead, RUNPOD_SLIM_OFFLINE="1"
+    )
+    assert result["cold"] is False and "hydrate:" in log
+
+
+def test_envs_seen_by_prune_on_the_volume(volume: Volume) -> None:
+    volume.install(0, "node0")
+    envs = list_envs(Layout(volume.cache(1)))
+    assert len(envs) == 1 and "parts" in envs[0].manifest
