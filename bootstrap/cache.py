@@ -175,13 +175,21 @@ def lease_path(env_dir: Path) -> Path:
 
 
 def touch_lease(env_dir: Path) -> Path:
-    """Mark the env as used by this process (also its last-use time)."""
+    """Mark the env as used by this process (also its last-use time).
+
+    A new lease names its process (an `Owner`, as the install lock does), so that doctor and
+    prune can tell a lease whose process is gone from one whose process is alive.
+    """
     lease = lease_path(env_dir)
     try:
-        lease.touch()
+        os.utime(lease)
     except FileNotFoundError:
+        import dataclasses
+
+        from .lock import Owner
+
         lease.parent.mkdir(exist_ok=True)
-        lease.touch()
+        lease.write_text(json.dumps(dataclasses.asdict(Owner.me())))
     return lease
 
 

@@ -38,7 +38,7 @@ from .cache import (
     write_manifest,
 )
 from .env import ReadyEnv
-from .errors import CacheError
+from .errors import BootstrapError, CacheError, from_os_error
 from .gpu import GpuInfo, detect_gpu, no_gpu, parse_gpu_spec
 from .log import StartLog, default_log
 from .nvml import load_pynvml
@@ -154,7 +154,8 @@ def ensure(
                 env.activate()
                 phase.detail = str(env.site_dir)
     except BaseException as exc:
-        start.state("failed", f"{type(exc).__name__}: {exc}")
+        said = str(exc) if isinstance(exc, BootstrapError) else f"{type(exc).__name__}: {exc}"
+        start.state("failed", said)
         raise
     start.state("ready", f"env={env.key} {'cold' if env.cold else 'warm'} in {start.total():.3f} s")
     return env
@@ -193,6 +194,9 @@ def _hydrate(key: str, found: store.Found, ctx: _Start) -> ReadyEnv | None:
             phase.detail = f"damaged: {exc}"
             ctx.log.log(f"hydrate: env {key} on the volume is damaged ({exc}); it will be rebuilt")
             return None
+        except OSError as exc:
+            discard(ctx.local, staging)
+            raise from_os_error(exc, f"hydrating env {key} onto {ctx.local.root}") from None
         except BaseException:
             discard(ctx.local, staging)
             raise
@@ -309,10 +313,16 @@ def _install_into(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
     else:
         staging, scratch = new_staging(ctx.layout, key), ctx.layout
     try:
-        manifest = _install_and_smoke(the_plan, staging, scratch, ctx)
-        if ctx.store == "packed":
-            return _publish_packed(key, staging, fd, manifest, ctx)
-        return _publish_in_place(key, staging, manifest, ctx)
+        try:
+            manifest = _install_and_smoke(the_plan, staging, scratch, ctx)
+        except OSError as exc:
+            raise from_os_error(exc, f"installing env {key}") from None
+        try:
+            if ctx.store == "packed":
+                return _publish_packed(key, staging, fd, manifest, ctx)
+            return _publish_in_place(key, staging, manifest, ctx)
+        except OSError as exc:
+            raise from_os_error(exc, f"publishing env {key} to {ctx.layout.envs}") from None
     except BaseException:
         discard(ctx.local if ctx.store == "packed" else ctx.layout, staging)
         raise
@@ -325,6 +335,7 @@ def _install_and_smoke(
     # The cold path's modules (ssl, urllib, zipfile) stay out of the warm path's import time.
     import shutil
 
+    from .deadline import Deadline
     from .fetch import download
     from .installer import (
         find_tool,
@@ -341,8 +352,11 @@ def _install_and_smoke(
     runner = ctx.runner or run_streaming
     site = staging / "site"
     began = time.time()
+    deadline = Deadline.start(settings.install_timeout_s)
     with start.phase("download and install") as phase:
-        tool = find_tool(settings, layout, log=start.log, which=ctx.which or shutil.which)
+        tool = find_tool(
+            settings, layout, log=start.log, which=ctx.which or shutil.which, deadline=deadline
+        )
         wheel = None
         if the_plan.flash_attn:
             fa = the_plan.flash_attn
@@ -353,6 +367,7 @@ def _install_and_smoke(
                 ca_bundle=settings.ca_bundle,
                 retries=settings.retries,
                 log=start.log,
+                deadline=deadline,
             )
         requirements = requirements_file(the_plan, staging, wheel)
         argv = install_command(tool, the_plan, site, requirements, settings, sys.executable)
@@ -363,6 +378,7 @@ def _install_and_smoke(
             runner=runner,
             log=start.log,
             cwd=staging,
+            deadline=deadline,
         )
         phase.detail = f"{len(the_plan.requirements)} packages with {tool.kind}"
     _failpoint(settings, "after-install")

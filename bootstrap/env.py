@@ -58,20 +58,31 @@ class ReadyEnv:
         return env
 
     def hold(self) -> None:
-        """Mark the env in use for as long as this process runs, so prune leaves it alone."""
+        """Mark the env in use for as long as this process runs, so prune leaves it alone.
+
+        The lease goes when the process exits; one killed leaves it to go stale, and prune
+        removes stale leases (keeping their last-use time).
+        """
+        import atexit
         import threading  # only a serving worker holds its env
 
         home = self.home or self.path
         try:
-            touch_lease(home)
+            lease = touch_lease(home)
         except OSError:
             return  # a read-only cache (a baked image's) is never pruned under a worker
+        done = threading.Event()
 
         def beat() -> None:
-            event = threading.Event()
-            while not event.wait(LEASE_HEARTBEAT_S):
+            while not done.wait(LEASE_HEARTBEAT_S):
                 # If the volume went away, the worker's own I/O will say so.
                 with contextlib.suppress(OSError):
                     touch_lease(home)
 
+        def release() -> None:
+            done.set()
+            with contextlib.suppress(OSError):
+                lease.unlink()
+
+        atexit.register(release)
         threading.Thread(target=beat, name="runpod-slim-lease", daemon=True).start()

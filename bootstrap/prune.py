@@ -8,6 +8,7 @@ exited a moment ago no longer holds its env.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +75,11 @@ def prune(
     Returns the keys removed (or that would be, with dry_run).
     """
     removed = []
-    for entry in list_envs(layout, clock)[keep:]:
+    entries = list_envs(layout, clock)
+    if not dry_run:
+        for entry in entries[:keep]:
+            fold_stale_leases(entry, clock())
+    for entry in entries[keep:]:
         lock = layout.lock_file(entry.key)
         if entry.in_use or entry.key in protect or lock.exists():
             log(f"prune: keeping {entry.key} (in use or being installed)")
@@ -86,3 +91,28 @@ def prune(
     if not dry_run:
         empty_trash(layout)
     return removed
+
+
+LAST_USED = ".last-used"  # in leases/: its mtime keeps the last use of leases removed
+
+
+def fold_stale_leases(entry: EnvEntry, now: float) -> None:
+    """Remove an env's stale leases (one per worker start would pile up), keeping its last use."""
+    leases = entry.path / "leases"
+    stale: list[tuple[Path, float]] = []
+    for lease in leases.iterdir() if leases.is_dir() else ():
+        with contextlib.suppress(OSError):
+            mtime = lease.stat().st_mtime
+            if lease.name != LAST_USED and now - mtime >= LEASE_FRESH_S:
+                stale.append((lease, mtime))
+    if not stale:
+        return
+    marker = leases / LAST_USED
+    try:
+        last = max(marker.stat().st_mtime, *(mtime for _, mtime in stale))
+    except FileNotFoundError:
+        last = max(mtime for _, mtime in stale)
+    marker.touch()
+    os.utime(marker, (last, last))
+    for lease, _ in stale:
+        lease.unlink(missing_ok=True)

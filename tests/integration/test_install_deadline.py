@@ -168,3 +168,36 @@ def test_the_pip_fallback_ignores_the_machines_pip_configuration(tmp_path: Path)
         install(PIP, tmp_path, settings, bad_pip_configuration(tmp_path, stalled), sha256)
         assert stalled.connections == 0
     assert (tmp_path / "staging" / "site" / "tiny_pkg.py").read_text() == "X = 1\n"
+
+
+def test_a_worker_start_against_a_stalled_index_fails_at_its_deadline(tmp_path: Path) -> None:
+    """The whole start, as a worker runs it: one line naming the index, the time and a fix."""
+    import subprocess
+
+    with stalled_server() as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_SLIM_", "UV_"))}
+        env.update(
+            HANDLER_TYPE="storage",
+            RUNPOD_SLIM_CACHE=str(tmp_path / "cache"),
+            RUNPOD_SLIM_VOLUME=str(tmp_path / "no-volume"),
+            RUNPOD_SLIM_LOCAL_DIR=str(tmp_path / "local"),
+            RUNPOD_SLIM_INDEX_URL=f"{server.url}/simple",
+            RUNPOD_SLIM_INSTALL_TIMEOUT=str(DEADLINE_S),
+            RUNPOD_SLIM_RETRIES="5",
+        )
+        began = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "bootstrap", "install"],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        took = time.monotonic() - began
+    assert run.returncode == 1
+    assert took < DEADLINE_S + SLACK_S + 5, f"took {took:.0f} s"
+    assert "state=failed" in run.stderr and server.url in run.stderr
+    assert "RUNPOD_SLIM_INSTALL_TIMEOUT" in run.stderr
+    assert "Traceback" not in run.stderr
