@@ -42,7 +42,9 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         # The handler's own settings are checked before anything is installed: a bad value
         # must not cost a cold install first, and only the chosen handler's settings count.
         config = None if settings.custom else load_config(environ, settings.handler_type)
-        ensure(settings, environ=environ).hold()
+        env = ensure(settings, environ=environ)
+        env.hold()
+        env.isolate()
     except BootstrapError as exc:
         LOG.error("the worker cannot start: %s", exc)
         return 1

@@ -48,6 +48,17 @@ class ReadyEnv:
         sys.path.remove(target)
         sys.path.insert(0, target)
 
+    def isolate(self) -> None:
+        """Take the machine's own site-packages off sys.path: the worker runs on its env alone.
+
+        A package missing from the env must fail, not be found on the host (a stale boto3, or
+        an IPython that tqdm then imports for 0.4 s at every start). PYTHONPATH entries stay:
+        they are asked for. Only the worker process does this, never a test that activates an
+        env beside its own tools.
+        """
+        machine = {*site.getsitepackages(), site.getusersitepackages()}
+        sys.path[:] = [p for p in sys.path if p not in machine]
+
     def subprocess_environ(self, base: Mapping[str, str]) -> dict[str, str]:
         """An environment in which a child `python` sees the same packages."""
         env = dict(base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,25 @@ def test_subprocess_environ_lets_a_child_import_from_the_env(tmp_path: Path) -> 
         check=True,
     )
     assert out.stdout.strip() == "env"
+
+
+def test_isolate_takes_the_machines_site_packages_off_sys_path(tmp_path: Path) -> None:
+    import ast
+    import site
+
+    code = (
+        "import site, sys; from pathlib import Path; from bootstrap.env import ReadyEnv;"
+        "ReadyEnv('k', Path('.'), {}, cold=False).isolate();"
+        "print(repr(sys.path))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    path = ast.literal_eval(run.stdout)
+    assert str(tmp_path) in path  # asked for: stays
+    assert not set(path) & {*site.getsitepackages(), site.getusersitepackages()}
