@@ -242,6 +242,24 @@ def test_remount_is_a_fresh_client_that_sees_the_data(
     assert (scratch[1] / "kept").read_bytes() == b"still here"
 
 
+def test_remount_refuses_another_thread(moosefs: MooseFS) -> None:
+    # A mount started by a short-lived thread would die with it (PDEATHSIG).
+    errors: list[BaseException] = []
+
+    def remount() -> None:
+        try:
+            moosefs.remount(0)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=remount)
+    thread.start()
+    thread.join(timeout=30)
+    assert len(errors) == 1
+    assert "thread that started the cluster" in str(errors[0])
+    assert (moosefs.mounts[0] / ".stats").exists()
+
+
 def test_added_latency_is_really_there(
     moosefs: MooseFS, moosefs_factory: Callable[..., MooseFS]
 ) -> None:

@@ -29,6 +29,19 @@ Typical use::
         assert (fs.mounts[1] / "a").read_bytes() == b"x"
         fs.master_ping_us(0)
 
+Every daemon and mount is killed when the thread that started it exits
+(``PR_SET_PDEATHSIG``), so a killed test run leaves no process behind; start
+the cluster from a thread that lives as long as it is used (the main thread).
+The dead mounts and namespaces such a run leaves are removed by
+:func:`cleanup_stale`, which every new cluster runs first.
+
+Costs seen here (2 busy cores): start 1.6 to 4.2 s, stop 2 to 3.5 s (most of
+it the chunkserver's first space report and ``ip netns delete``); memory
+about 200 MB for the master and 135 MB for the chunkserver when idle, growing
+with files written (after 10,000 small files: master 460 MB, chunkserver
+775 MB, falling as its open chunks are closed), 25-40 MB per mount, 15 MB for
+the proxy.
+
 Command line (benchmarks, manual checks)::
 
     python3 -m tests.support.moosefs up --latency-ms 1 --dir /tmp/mfs
@@ -391,6 +404,7 @@ class MooseFS:
         self._retiring: list[subprocess.Popen[bytes]] = []
         self._mount_points = [directory / f"mnt{i}" for i in range(clients)]
         self._netns_made: list[str] = []
+        self._owner_thread = threading.get_ident()
 
     # ------------------------------------------------------------ API
 
@@ -422,7 +436,15 @@ class MooseFS:
         The new mount has its own FUSE superblock, so nothing the kernel cached
         for the old one (pages, dentries) is reused: it reads as a new worker
         node would.  Returns the mount point (the same path).
+
+        Call it from the thread that started the cluster: the new mfsmount is
+        killed when the thread that started it exits (``PR_SET_PDEATHSIG``).
         """
+        if threading.get_ident() != self._owner_thread:
+            raise RuntimeError(
+                "MooseFS.remount must be called from the thread that started the cluster:"
+                " a mount started by another thread dies when that thread exits"
+            )
         self._detach(index)
         self._reap(None)
         self._mount(index, time.monotonic() + self._ready_timeout)
@@ -436,9 +458,10 @@ class MooseFS:
     def master_ping_us(self, index: int) -> float:
         """``master.usec_ping`` of client ``index``: its round trip to the master, in us.
 
-        Seen here, MooseFS 3.0.117 samples it when the client connects (and did
-        not update it in the next minute), so it is one noisy sample taken while
-        the machine was busy mounting; :meth:`lookup_rtt_us` measures steadily.
+        Seen here, MooseFS 3.0.117 samples it when the client connects and kept
+        that value for as long as it was watched (8 s), so it is one noisy sample
+        taken while the machine was busy mounting (0.1 to 6.5 ms with no added
+        latency); :meth:`lookup_rtt_us` measures steadily.
         """
         return self.stats(index).get("master.usec_ping", 0.0)
 
