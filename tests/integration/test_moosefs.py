@@ -356,3 +356,16 @@ def test_missing_moosefs_fails_under_ci_and_skips_elsewhere(
     assert (result.returncode == 0) is (outcome == "skipped")
     assert "MooseFS test dependencies not found" in result.stdout
     assert "scripts/install-test-deps.sh" in result.stdout
+
+
+@pytest.mark.usefixtures("require_moosefs")
+def test_latency_changes_on_a_running_cluster(tmp_path: Path) -> None:
+    with moosefs_cluster(tmp_path, latency_ms=0.0, clients=1, via_proxy=True) as fs:
+        (fs.mounts[0] / "kept").write_bytes(b"k")
+        near = fs.lookup_rtt_us(0)
+        fs.set_latency(2.0)
+        far = fs.lookup_rtt_us(0)
+        assert far >= 2000 and far - near >= 1600, (near, far)
+        assert (fs.mounts[0] / "kept").read_bytes() == b"k"
+        fs.set_latency(0.0)
+        assert fs.lookup_rtt_us(0) < 1000

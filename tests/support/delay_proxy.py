@@ -43,6 +43,13 @@ _CHUNK = 256 * 1024
 _ACCEPT_BACKLOG = 128
 
 
+class Delay:
+    """The one-way delay every link reads per chunk; changed at run time by SIGUSR1."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class Forward:
     """Listen on ``listen`` and relay each connection to ``target`` (host, port)."""
@@ -109,7 +116,7 @@ def _listeners(forwards: Sequence[Forward], listen_netns: str | None) -> list[so
 class _Link:
     """One proxied connection: two sockets, four threads."""
 
-    def __init__(self, client: socket.socket, upstream: socket.socket, delay: float) -> None:
+    def __init__(self, client: socket.socket, upstream: socket.socket, delay: Delay) -> None:
         self._client = client
         self._upstream = upstream
         self._delay = delay
@@ -126,7 +133,7 @@ class _Link:
         try:
             while True:
                 data = src.recv(_CHUNK)
-                chunks.put((time.monotonic() + self._delay, data))
+                chunks.put((time.monotonic() + self._delay.seconds, data))
                 if not data:
                     return
         except OSError:
@@ -164,7 +171,7 @@ class _Link:
                 sock.close()
 
 
-def _accept_loop(listener: socket.socket, target: tuple[str, int], delay: float) -> None:
+def _accept_loop(listener: socket.socket, target: tuple[str, int], delay: Delay) -> None:
     while True:
         client, _ = listener.accept()
         try:
@@ -185,20 +192,26 @@ def serve(
     one_way_ms: float,
     listen_netns: str | None = None,
     ready_file: str | None = None,
+    delay_file: str | None = None,
 ) -> None:
     """Run the proxy until the process is signalled; never returns normally.
 
-    ``ready_file`` is created (atomically) once every listener is bound.
+    ``ready_file`` is created (atomically) once every listener is bound. With ``delay_file``,
+    SIGUSR1 makes the proxy read a new one-way delay (ms) from it, for every link at once, and
+    write what it applied to ``<delay_file>.applied``.
     """
     _tight_timers()
     # Threads blocked in I/O release the GIL; a short switch interval keeps a
     # busy thread from holding the others up for the default 5 ms.
     sys.setswitchinterval(0.0002)
     listeners = _listeners(forwards, listen_netns)
+    delay = Delay(one_way_ms / 1000.0)
+    if delay_file:
+        signal.signal(signal.SIGUSR1, lambda *_: _reload(delay, delay_file))
     for listener, forward in zip(listeners, forwards, strict=True):
         threading.Thread(
             target=_accept_loop,
-            args=(listener, forward.target, one_way_ms / 1000.0),
+            args=(listener, forward.target, delay),
             daemon=True,
         ).start()
     if ready_file:
@@ -212,6 +225,18 @@ def serve(
     stop.wait()
 
 
+def _reload(delay: Delay, delay_file: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        with open(delay_file, encoding="utf-8") as src:
+            one_way_ms = float(src.read())
+        if one_way_ms >= 0:
+            delay.seconds = one_way_ms / 1000.0
+        partial = f"{delay_file}.applied.partial"
+        with open(partial, "w", encoding="utf-8") as out:
+            out.write(repr(delay.seconds * 1000.0))
+        os.replace(partial, f"{delay_file}.applied")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``delay_proxy.py --one-way-ms MS --forward A:P=B:Q ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -219,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--forward", type=parse_forward, action="append", required=True)
     parser.add_argument("--listen-netns", help="network namespace file for the listeners")
     parser.add_argument("--ready-file", help="created once listening")
+    parser.add_argument("--delay-file", help="SIGUSR1 re-reads the one-way delay (ms) from it")
     args = parser.parse_args(argv)
     if args.one_way_ms < 0:
         parser.error(f"--one-way-ms {args.one_way_ms} must be 0 or more")
@@ -227,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         one_way_ms=args.one_way_ms,
         listen_netns=args.listen_netns,
         ready_file=args.ready_file,
+        delay_file=args.delay_file,
     )
     return 0
 

@@ -450,6 +450,30 @@ class MooseFS:
         self._mount(index, time.monotonic() + self._ready_timeout)
         return self._mount_points[index]
 
+    def set_latency(self, latency_ms: float, timeout: float = 10.0) -> None:
+        """Change the added round trip of a running cluster (it must run through the proxy).
+
+        Every connection, open or new, takes the new delay for the bytes it reads from then on.
+        """
+        if not self.via_proxy:
+            raise MooseFSError("set_latency needs a cluster started with via_proxy=True")
+        if latency_ms < 0:
+            raise ValueError(f"latency_ms {latency_ms} must be 0 or more")
+        request = self.directory / "proxy.delay"
+        applied = self.directory / "proxy.delay.applied"
+        applied.unlink(missing_ok=True)
+        partial = request.with_suffix(".partial")
+        partial.write_text(repr(latency_ms / 2), encoding="utf-8")
+        os.replace(partial, request)
+        os.kill(self._servers["proxy"].pid, signal.SIGUSR1)
+        want = latency_ms / 2
+        self._poll(
+            "the proxy's new delay",
+            time.monotonic() + timeout,
+            lambda: applied.exists() and abs(float(applied.read_text() or "nan") - want) < 1e-9,
+        )
+        self.latency_ms = latency_ms
+
     def stats(self, index: int) -> dict[str, float]:
         """Client ``index``'s counters from the mount root's ``.stats`` file."""
         text = (self._mount_points[index] / ".stats").read_text(encoding="utf-8")
@@ -667,6 +691,7 @@ class MooseFS:
             "--one-way-ms", repr(self.latency_ms / 2),
             "--listen-netns", str(self._net.client_ns_path),
             "--ready-file", str(ready),
+            "--delay-file", str(self.directory / "proxy.delay"),
         ]  # fmt: skip
         for port in (_MASTER_CLIENT_PORT, _CS_CLIENT_PORT):
             argv += ["--forward", f"{ip}:{port}={ip}:{port}"]
