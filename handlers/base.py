@@ -8,14 +8,19 @@ Streaming handlers set `streaming = True` and implement `stream()` instead.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from .config import HandlerConfig
+from .config import JOB_TIMEOUT_S, HandlerConfig
+from .errors import JobError
+
+T = TypeVar("T")
 
 LOG = logging.getLogger("runpod-slim")
 
@@ -30,6 +35,36 @@ class JobContext:
     config: HandlerConfig
     report_progress: Callable[[str], None] = field(default=lambda message: None)
     secrets: list[str] = field(default_factory=list)  # redacted from every error and log
+    deadline: float = 0.0  # time.monotonic() by which the job must end (0: from the config)
+
+    def __post_init__(self) -> None:
+        if not self.deadline:
+            self.deadline = time.monotonic() + self.config.job_timeout_s
+
+    def time_left(self) -> float:
+        """Seconds until the job's time limit; a JobError once it has passed."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.out_of_time()
+        return left
+
+    def out_of_time(self) -> JobError:
+        return JobError(
+            f"the job ran past its time limit of {self.config.job_timeout_s} s "
+            f"({JOB_TIMEOUT_S}) and was stopped"
+        )
+
+    async def within_time(self, work: Awaitable[T]) -> T:
+        """`work` awaited until the job's deadline; cancelled (child processes killed) after.
+
+        Cancelling reaches every await inside: run_ffmpeg kills ffmpeg, a stream stops asking
+        for the next piece. A thread cannot be killed; the ones jobs start check the deadline
+        themselves (downloads, at every read) or finish one short piece of work.
+        """
+        try:
+            return await asyncio.wait_for(work, self.time_left())
+        except TimeoutError:
+            raise self.out_of_time() from None
 
     def progress(self, message: str) -> None:
         """Tell the caller how far the job is (RunPod's /status shows it)."""

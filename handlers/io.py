@@ -105,7 +105,8 @@ def volume_path(url: str, field: str, config: HandlerConfig) -> Path:
 
 
 def scheme_of(url: str, field: str, allowed: tuple[str, ...] = SOURCE_SCHEMES) -> str:
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", url)  # urlsplit raises on some URLs
+    scheme = found.group(1).lower() if found else ""
     if scheme not in allowed:
         raise JobError(
             f"{field}={_short(url)} has scheme {scheme or 'none'!r}; allowed: "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ DEMUXERS = (
 )
 _OPEN_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": ",".join(DEMUXERS)}
 _BASE = ("-nostdin", "-hide_banner", "-y", "-loglevel", "error")
-_STDERR_TAIL = 1500
+_STDERR_TAIL = 160
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,7 @@ async def run_ffmpeg(
             await process.wait()
         errors.cancel()
     if code != 0:
-        tail = "\n".join(_strip_tag(line) for line in stderr.strip().splitlines()[-6:])
-        raise JobError(f"ffmpeg failed to {label} (exit status {code}): {tail[-_STDERR_TAIL:]}")
+        raise JobError(f"ffmpeg failed to {label} (exit status {code}): {cause(stderr)}")
 
 
 async def _follow(
@@ -264,6 +264,21 @@ async def _follow(
                 progress(f"{label} {percent}%")
         elif key == "progress" and value == "end":
             progress(f"{label} 100%")
+
+
+# ffmpeg's lines that only report that something else failed.
+_FALLOUT = ("Task finished with error", "Terminating thread", "Conversion failed", "Error while")
+
+
+def cause(stderr: str) -> str:
+    """ffmpeg's reason for failing as one short line: the first line that is not fallout.
+
+    Paths are left to handler.py's redaction (job temp dirs), addresses ("@ 0x55...") go.
+    """
+    lines = [_strip_tag(line.strip()) for line in stderr.splitlines() if line.strip()]
+    useful = [line for line in lines if not any(f in line for f in _FALLOUT)]
+    line = (useful or lines or ["no reason given"])[0]
+    return re.sub(r" @ 0x[0-9a-fA-F]+", "", line)[:_STDERR_TAIL]
 
 
 def _strip_tag(line: str) -> str:

@@ -95,7 +95,9 @@ class StorageHandler(Handler):
             validate({"action": action}, {"action": Field(str, required=True, choices=ACTIONS)})
         args = validate({k: v for k, v in job.input.items() if k != "action"}, FIELDS[str(action)])
         work = getattr(self, f"_{action}")
-        result: dict[str, Any] = await asyncio.to_thread(work, job, args)
+        # A copy's download checks the deadline itself; an S3 transfer cannot be stopped
+        # midway from outside (boto3 has no cancel), so its thread may outlive the job.
+        result: dict[str, Any] = await job.within_time(asyncio.to_thread(work, job, args))
         return {"action": action, **result}
 
     # Each action runs in a worker thread: boto3 and file I/O block.
@@ -115,7 +117,13 @@ class StorageHandler(Handler):
         if args["source"] is not None:
             job.progress(f"fetching {args['source']}")
             local, digest = fetch_source(
-                args["source"], "input.source", job.input, job.config, target, job.secrets
+                args["source"],
+                "input.source",
+                job.input,
+                job.config,
+                target,
+                job.secrets,
+                deadline=job.deadline,
             )
         else:
             local, digest = decode_base64(

@@ -70,6 +70,7 @@ from .config import TTS_ENGINES, HandlerConfig
 from .errors import JobError, SetupError
 from .io import credentials_for, deliver, parse_s3, scheme_of
 from .validation import Field, validate
+from .volume import shorten
 
 FORMATS = ("wav", "mp3", "ogg", "flac")
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
@@ -465,7 +466,9 @@ class TTSHandler(Handler):
                 check=lambda text: None if speakable(text) else "no letters or digits to speak",
                 help="the words to speak",
             ),
-            "voice": Field(str, help="a voice of the engine; its default when left out"),
+            "voice": Field(
+                str, max_length=200, help="a voice of the engine; its default when left out"
+            ),
             "speed": Field(float, default=1.0, minimum=0.5, maximum=2.0),
             "format": Field(str, default="wav", choices=FORMATS),
             "sample_rate": Field(int, choices=SAMPLE_RATES),
@@ -505,7 +508,7 @@ class TTSHandler(Handler):
         if args["destination"] is not None:
             _check_destination(job, args["destination"])
         engine = self.engines[args["engine"]]
-        voice = await asyncio.to_thread(self._voice_for, engine, args["voice"])
+        voice = await job.within_time(asyncio.to_thread(self._voice_for, engine, args["voice"]))
         fmt, speed = args["format"], args["speed"]
         rate = output_rate(fmt, args["sample_rate"], voice.sample_rate)
         pieces = split_sentences(args["text"])
@@ -519,7 +522,7 @@ class TTSHandler(Handler):
         pending = asyncio.ensure_future(asyncio.to_thread(render, pieces[0]))
         try:
             for index, piece in enumerate(pieces):
-                samples, data = await pending
+                samples, data = await job.within_time(asyncio.shield(pending))
                 if index + 1 < len(pieces):
                     pending = asyncio.ensure_future(asyncio.to_thread(render, pieces[index + 1]))
                 spoken.append(samples)
@@ -535,7 +538,9 @@ class TTSHandler(Handler):
         finally:
             # A caller that stops early leaves a piece in flight: let it finish unobserved.
             pending.add_done_callback(lambda done: done.cancelled() or done.exception())
-        whole = await asyncio.to_thread(self._deliver_whole, job, args, spoken, rate)
+        whole = await job.within_time(
+            asyncio.to_thread(self._deliver_whole, job, args, spoken, rate)
+        )
         yield {
             "done": True,
             "chunks": len(pieces),
@@ -557,8 +562,8 @@ class TTSHandler(Handler):
         if name not in voices:
             choices = sorted(voices)
             raise JobError(
-                f"input.voice={name!r} is not a voice of engine {engine.name!r}: choose one of "
-                f"{', '.join(choices)}{did_you_mean(name, choices)}; to add one, "
+                f"input.voice={shorten(name, 60)} is not a voice of engine {engine.name!r}: "
+                f"choose one of {', '.join(choices)}{did_you_mean(name, choices)}; to add one, "
                 f"{engine.where_to_add()}"
             )
         return self.voice(engine, name)

@@ -122,6 +122,13 @@ def _is_kind(value: object, kind: type) -> bool:
 def _describe(value: object) -> str:
     if value is None:
         return "null"
+    name = _type_name(value)
+    if isinstance(value, dict | list):  # its contents are not echoed: they may hold secrets
+        return f"{'an' if name == 'object' else 'a'} {name} of {len(value)} items"
+    return f"{name} {_short(value)}"
+
+
+def _type_name(value: object) -> str:
     names = (
         (bool, "boolean"),
         (int, "integer"),
@@ -130,12 +137,11 @@ def _describe(value: object) -> str:
         (dict, "object"),
         (list, "list"),
     )
-    name = next((n for kind, n in names if isinstance(value, kind)), type(value).__name__)
-    return f"{name} {_short(value)}"
+    return next((n for kind, n in names if isinstance(value, kind)), type(value).__name__)
 
 
 def _kind_name(value: object) -> str:
-    return _describe(value).split(" ", 1)[0] + " (not shown)"
+    return f"{_type_name(value)} (not shown)"
 
 
 def _name(name: str) -> str:

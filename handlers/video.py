@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .base import Handler, JobContext
-from .config import HandlerConfig
+from .config import VIDEO_MAX_OUTPUT_MB, VIDEO_MAX_PIXELS, HandlerConfig
 from .errors import JobError
 from .io import decode_base64, deliver, fetch_source
 from .media import MediaInfo, encoder_works, find_ffmpeg, input_args, probe, run_ffmpeg, seconds
@@ -254,14 +254,23 @@ class VideoHandler(Handler):
         encoders = self.encoders
         if encoders is None:
             raise JobError("the video handler was not set up (setup() did not run)")
+        # The whole job runs under its time limit: on expiry the awaits are cancelled and
+        # run_ffmpeg kills ffmpeg (a download checks the deadline at every read itself).
+        result: dict[str, Any] = await job.within_time(self._run(job, str(action), args, encoders))
+        return {"action": action, **result}
+
+    async def _run(
+        self, job: JobContext, action: str, args: dict[str, Any], encoders: Encoders
+    ) -> dict[str, Any]:
         path = await asyncio.to_thread(_fetch, job, args)
         info = await asyncio.to_thread(probe, path, _source_field(args))
-        _check_input(info, args, job.config.video_max_duration_s, str(action))
+        _check_input(info, args, job.config.video_max_duration_s, action)
         if action == "probe":
-            return {"action": action, **info.as_dict()}
+            return info.as_dict()
+        _check_pixels(info, args, job.config.video_max_pixels, action)
         work = getattr(self, f"_{action}")
         result: dict[str, Any] = await work(job, args, path, info, encoders)
-        return {"action": action, **result}
+        return result
 
     async def _transcode(
         self, job: JobContext, args: dict[str, Any], path: Path, info: MediaInfo, enc: Encoders
@@ -297,11 +306,12 @@ class VideoHandler(Handler):
         LOG.info("job %s: %s with %s (%s)", job.id, label, plan.encoder, plan.container)
         await run_ffmpeg(
             self.encoders.ffmpeg,
-            [*input_args(path, start), *plan.args, f"file:{out}"],
+            [*input_args(path, start), *plan.args, *_size_limit(job), f"file:{out}"],
             label=label,
             duration_s=duration,
             progress=job.progress,
         )
+        _check_output(job, out)
         made = await asyncio.to_thread(probe, out, "the output")
         delivered = await asyncio.to_thread(_deliver, job, args, out)
         return {
@@ -338,11 +348,12 @@ class VideoHandler(Handler):
         out = job.workdir / f"audio.{ext}"
         await run_ffmpeg(
             enc.ffmpeg,
-            [*input_args(path), *out_args, "-f", muxer, f"file:{out}"],
+            [*input_args(path), *out_args, *_size_limit(job), "-f", muxer, f"file:{out}"],
             label="extract audio",
             duration_s=info.duration_s,
             progress=job.progress,
         )
+        _check_output(job, out)
         made = await asyncio.to_thread(probe, out, "the output")
         stream = made.first("audio")
         delivered = await asyncio.to_thread(_deliver, job, args, out)
@@ -370,6 +381,12 @@ class VideoHandler(Handler):
         else:
             count = args["count"] or 1
             times = [round(duration * (i + 0.5) / count, 3) for i in range(count)]
+        # A seek past the last frame's start finds no frame: the last time asked is clamped
+        # to where the last frame begins (a 4 fps, 1 s clip has none after 0.75 s).
+        video = info.first("video")
+        frame = 1 / video.fps if video is not None and video.fps else duration * 0.05
+        latest = max(0.0, round(duration - frame, 3))
+        times = [min(at, latest) for at in times]
         fmt = args["format"]
         pictures = []
         for number, at in enumerate(times, 1):
@@ -619,6 +636,51 @@ def _check_times(action: str, args: Mapping[str, Any]) -> None:
     if action == "trim" and args["end_s"] <= args["start_s"]:
         raise JobError(
             f"input.end_s={args['end_s']:g} must be after input.start_s={args['start_s']:g}"
+        )
+
+
+def _size_limit(job: JobContext) -> list[str]:
+    # ffmpeg stops writing at this size (and exits 0): _check_output tells the job.
+    return ["-fs", str(job.config.video_max_output_bytes)]
+
+
+def _check_output(job: JobContext, out: Path) -> None:
+    limit = job.config.video_max_output_bytes
+    if out.is_file() and out.stat().st_size >= limit:
+        raise JobError(
+            f"the output reached {limit / 1e6:.0f} MB, the limit "
+            f"({VIDEO_MAX_OUTPUT_MB}); ask for a lower bitrate, size or a shorter part"
+        )
+
+
+def _check_pixels(info: MediaInfo, args: Mapping[str, Any], limit: int, action: str) -> None:
+    """Refuse an output frame over `limit` pixels (RUNPOD_SLIM_VIDEO_MAX_PIXELS).
+
+    The size is what the scale filter will make: both sides given, or one side and the
+    source's aspect ratio, or the source's own size when nothing is asked.
+    """
+    video = info.first("video")
+    if video is None or not video.width or not video.height:
+        return
+    if action == "trim" and not args.get("reencode"):
+        return  # a stream copy decodes nothing
+    if action == "extract_audio":
+        return
+    width, height = args.get("width"), args.get("height")
+    if action in ("thumbnail", "frames"):
+        height = None
+    if width and height:
+        pixels = width * height
+    elif width:
+        pixels = width * width * video.height / video.width
+    elif height:
+        pixels = height * height * video.width / video.height
+    else:
+        pixels = video.width * video.height
+    if pixels > limit:
+        raise JobError(
+            f"the output would be {int(pixels):,} pixels a frame; the limit is {limit:,} "
+            f"({VIDEO_MAX_PIXELS}): ask for a smaller input.width or input.height"
         )
 
 

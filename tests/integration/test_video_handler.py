@@ -15,6 +15,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -494,6 +495,74 @@ def test_duration_limit(video_environ: dict[str, str], clips: dict[str, Path]) -
     assert result == {
         "error": "input.video is 3 s long; the limit is 2 s (RUNPOD_SLIM_VIDEO_MAX_DURATION_S)"
     }
+
+
+def test_thumbnails_of_the_handlers_own_example_clip(run_job: Run) -> None:
+    from handlers.video import EXAMPLE_CLIP
+
+    result = run_job(action="thumbnail", video_base64=EXAMPLE_CLIP, count=3)
+    assert "error" not in result, result
+    assert [t["time_s"] for t in result["thumbnails"]] == [0.167, 0.5, 0.75]
+
+
+def ffmpeg_children() -> list[int]:
+    """Processes whose parent is this one and whose program is ffmpeg."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and "ffmpeg" in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_an_encode_past_the_time_limit_is_stopped_and_ffmpeg_killed(
+    video_environ: dict[str, str], ffmpeg: str, volume: Path
+) -> None:
+    make_clip(ffmpeg, volume / "long.mp4", 30, "-c:v", "libx264", "-preset", "ultrafast")
+    handler = build_handler({**video_environ, "RUNPOD_SLIM_JOB_TIMEOUT_S": "3"})
+    job = adapt(handler, lambda job, message: None)
+    began = time.monotonic()
+    result = asyncio.run(
+        job(
+            {
+                "id": "slow",
+                "input": {
+                    "action": "transcode",
+                    "video": "volume://long.mp4",
+                    "video_codec": "hevc",
+                    "preset": "veryslow",
+                },
+            }
+        )
+    )
+    took = time.monotonic() - began
+    assert result == {
+        "error": "the job ran past its time limit of 3 s (RUNPOD_SLIM_JOB_TIMEOUT_S) and was "
+        "stopped"
+    }
+    assert took < 15, took
+    assert ffmpeg_children() == []
+
+
+def test_output_pixel_and_size_limits(run_job: Run, video_environ: dict[str, str]) -> None:
+    from handlers.video import EXAMPLE_CLIP
+
+    eight_k = run_job(
+        action="transcode", video_base64=EXAMPLE_CLIP, width=7680, height=4320, preset="ultrafast"
+    )
+    assert eight_k == {
+        "error": "the output would be 33,177,600 pixels a frame; the limit is 8,294,400 "
+        "(RUNPOD_SLIM_VIDEO_MAX_PIXELS): ask for a smaller input.width or input.height"
+    }
+    handler = build_handler({**video_environ, "RUNPOD_SLIM_VIDEO_MAX_OUTPUT_MB": "0.001"})
+    job = adapt(handler, lambda job, message: None)
+    big = asyncio.run(
+        job({"id": "b", "input": {"action": "extract_audio", "video_base64": EXAMPLE_CLIP}})
+    )
+    assert big["error"].startswith("the output reached 0 MB, the limit"), big
 
 
 # --- the worker, as users run it ------------------------------------------------------------

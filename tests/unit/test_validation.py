@@ -19,7 +19,7 @@ FIELDS = {
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ([], "input must be a JSON object, got list []"),
+        ([], "input must be a JSON object, got a list of 0 items"),
         ({}, "input.action is required"),
         (
             {"action": "cpy"},
