@@ -1,11 +1,15 @@
 """HANDLER_TYPE=audio: speech to text with whisperx (faster-whisper / CTranslate2).
 
-Input: exactly one of `audio` (https://, s3:// or volume:// URL) and `audio_base64`; `model`
-(a Whisper size such as tiny.en or large-v3, or volume://PATH to a CTranslate2 model
-directory; the default is RUNPOD_SLIM_AUDIO_MODEL), `language` (detected when left out),
-`task` (transcribe or translate), `batch_size`, `compute_type` (float16 on a GPU and int8 on
-the CPU when left out), `initial_prompt`, `vad_onset` and `vad_offset` (0..1), `align` (word
-timings from a wav2vec2 CTC model: `align_model`, a volume:// directory or a Hugging Face
+Two job schemas: worker-faster_whisper's (handlers.whisper_compat, run by
+handlers.faster_whisper_job), and this whisperx one, chosen per job by its fields: a job
+naming a whisperx-only field is a whisperx job; see whisper_compat for the rule.
+
+The whisperx input: exactly one of `audio` (https://, s3:// or volume:// URL) and
+`audio_base64`; `model` (a Whisper size such as tiny.en or large-v3, or volume://PATH to a
+CTranslate2 model directory; the default is RUNPOD_SLIM_AUDIO_MODEL), `language` (detected when
+left out), `task` (transcribe or translate), `batch_size`, `compute_type` (float16 on a GPU and
+int8 on the CPU when left out), `initial_prompt`, `vad_onset` and `vad_offset` (0..1), `align`
+(word timings from a wav2vec2 CTC model: `align_model`, a volume:// directory or a Hugging Face
 name, else whisperx's default for the language), `diarize` with `min_speakers` and
 `max_speakers` (pyannote/speaker-diarization-3.1, a gated model: HF_TOKEN on the endpoint or
 `hf_token` in the job, never logged), `output_formats` (json, text, srt, vtt; default json and
@@ -16,8 +20,9 @@ on segments and words when diarized), `text`, `language`, `model`, `duration_s`,
 `vtt` when asked.
 
 Audio is decoded by PyAV (faster_whisper.decode_audio) to 16 kHz mono: no ffmpeg binary.
-Whisper models are downloaded on first use into <volume>/.runpod-slim/models/whisper and kept
-loaded, at most RUNPOD_SLIM_AUDIO_MAX_MODELS at a time (the least recently used leaves).
+Whisper models (handlers.whisper_models) come from <volume>/models/whisper/<name>, else are
+downloaded on first use into <volume>/.runpod-slim/models/whisper, and stay loaded, at most
+RUNPOD_SLIM_AUDIO_MAX_MODELS at a time (the least recently used leaves).
 A model runs one job at a time; the work runs in a thread, so the SDK's loop keeps serving.
 """
 
