@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -75,6 +76,21 @@ class JobContext:
             self.secrets.append(value)
 
 
+MODEL_CACHE = "hub"  # under the cache root: out of every job's reach (handlers.volume)
+
+
+def model_cache_environ(config: HandlerConfig) -> dict[str, str]:
+    """Where torch hub and Hugging Face downloads go: the volume's cache, when there is one.
+
+    Without this they land in ~/.cache, on the container's disk, again on every new worker.
+    Under the cache root, jobs cannot write them (a model is code: pickles, remote code).
+    """
+    if not config.volume.is_dir():
+        return {}
+    root = config.cache_root / MODEL_CACHE
+    return {"TORCH_HOME": str(root / "torch"), "HF_HOME": str(root / "huggingface")}
+
+
 def quiet_sdk_debug_log() -> None:
     """Keep the RunPod SDK's log at INFO or above, when the SDK is loaded.
 
@@ -104,6 +120,8 @@ class Handler:
         self.config = config
         self.setup_error: str | None = None  # set by the worker when setup() raised
         quiet_sdk_debug_log()
+        for name, value in model_cache_environ(config).items():
+            os.environ.setdefault(name, value)  # the user's own choice wins
 
     def setup(self) -> None:
         """Load what every job needs; runs once per worker, before the first job."""

@@ -50,11 +50,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import importlib.util
 import io
 import logging
 import math
+import os
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -310,6 +313,7 @@ class PiperVoice:
         self.sample_rate: int = self.piper.sample_rate
         settings = self.piper.config
         self.length_scale = float(settings.get("inference", {}).get("length_scale") or 1.0)
+        before = _temp_entries()
         self.phonemizer = EspeakBackend(
             settings.get("espeak", {}).get("voice", "en-us"),
             preserve_punctuation=True,  # pauses at commas, questions sound like questions
@@ -318,6 +322,7 @@ class PiperVoice:
             # Kept punctuation makes its word counts differ on every line: not worth a warning.
             logger=_quiet_logger("phonemizer"),
         )
+        _drop_library_copies(before)
         # espeak-ng is not thread-safe, and two runs of one session only fight for the cores.
         self.lock = threading.Lock()
 
@@ -328,6 +333,33 @@ class PiperVoice:
                 phonemes, is_phonemes=True, length_scale=self.length_scale / speed
             )
         return samples
+
+
+def _temp_entries() -> set[str]:
+    return set(os.listdir(tempfile.gettempdir()))
+
+
+def _drop_library_copies(before: set[str]) -> None:
+    """Delete the copies of libespeak-ng that phonemizer just made in new temp dirs.
+
+    phonemizer copies the library into a fresh tempfile.mkdtemp() per instance (so that each
+    can be loaded on its own) and removes it only when the instance is finalized, which a
+    worker stopped by a signal never does: every start left two 5 MB copies behind. Once
+    loaded, the file is not needed (the mapping stays), so it goes at once; the then-empty
+    folder is left for phonemizer's own finalizer to remove. Only folders that hold nothing
+    but such a library are touched.
+    """
+    root = tempfile.gettempdir()
+    for name in _temp_entries() - before:
+        folder = os.path.join(root, name)
+        try:
+            inside = os.listdir(folder)
+        except OSError:
+            continue
+        if inside and all(entry.startswith("libespeak") for entry in inside):
+            for entry in inside:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, entry))
 
 
 def _quiet_logger(name: str) -> logging.Logger:

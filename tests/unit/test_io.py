@@ -119,3 +119,49 @@ def test_redact_hides_signed_url_queries_userinfo_and_job_dirs() -> None:
     assert redact(text, ["SECRET"]) == (
         "fetching https://bucket.example/k.mp4?... into source failed; key ***"
     )
+
+
+def test_a_source_that_trickles_is_cut_off_at_the_jobs_deadline(tmp_path: Path) -> None:
+    import socket
+    import threading
+    import time
+
+    from handlers.io import fetch_source
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:  # headers, then one byte every 0.2 s: every read succeeds
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    config = config_for(tmp_path, RUNPOD_SLIM_ALLOW_PRIVATE_URLS="1", RUNPOD_SLIM_JOB_TIMEOUT_S="2")
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow.bin"
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            fetch_source(url, "input.source", {}, config, tmp_path / "slow.bin", [])
+        except BaseException as exc:
+            outcome.append(exc)
+
+    began = time.monotonic()
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout=15)
+    stop.set()
+    listener.close()
+    assert not worker.is_alive(), "the download ignored the job's deadline"
+    assert time.monotonic() - began < 6
+    assert [str(e) for e in outcome] == [
+        f"input.source: '{url}' did not arrive within the job's time limit "
+        "(2 s, RUNPOD_SLIM_JOB_TIMEOUT_S)"
+    ]
+    assert not (tmp_path / "slow.bin").exists()
