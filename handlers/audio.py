@@ -253,10 +253,11 @@ class AudioHandler(Handler):
         if isinstance(token, str):
             job.keep_secret(token)
         job.keep_secret(self.config.hf_token)
-        if recognise(job.input, self.fields) == FASTER_WHISPER:
+        schema = recognise(job.input, self.fields)
+        LOG.info("audio: job %s is a %s job", job.id, schema)
+        if schema == FASTER_WHISPER:
             request = read_request(job.input)
             check_language(request.language)
-            LOG.info("audio: job %s is a worker-faster_whisper job", job.id)
             return await asyncio.to_thread(run_faster_whisper, self, job, request)
         args = validate(job.input, self.fields)
         self._check(args)

@@ -15,6 +15,10 @@ reached from here. For the same reason:
     DataFrame as pyannote's pipeline gives; whisperx.assign_word_speakers is the real one.
 
 Speech comes from espeak-ng (Debian's, installed by scripts/install-test-deps.sh).
+
+A job naming none of the whisperx-only fields is read as a worker-faster_whisper job
+(tests/integration/test_faster_whisper_compat.py), so each job here names one, often
+`task`.
 """
 
 from __future__ import annotations
@@ -322,7 +326,7 @@ def test_models_load_once_and_the_least_recently_used_leaves(
     small.model("volume://models/whisper/copy-a", "int8")
     small.model(MODEL, "int8")  # used again: now copy-a is the least recent
     small.model("volume://models/whisper/copy-b", "int8")
-    assert [Path(key[0]).name for key in small._models] == ["tiny.en", "copy-b"]
+    assert [Path(key[0]).name for key in small.models.loaded] == ["tiny.en", "copy-b"]
 
 
 @pytest.mark.parametrize(
@@ -346,7 +350,7 @@ def test_models_load_once_and_the_least_recently_used_leaves(
         ({"audio_base64": "not base64!"}, "input.audio_base64 is not valid base64"),
         (
             {"audio": "volume://inputs/missing.wav"},
-            "input.audio='volume://inputs/missing.wav': no such file on the volume",
+            "input.audio='volume://inputs/missing.wav' names no file on the volume",
         ),
         (
             {"audio": "ftp://example.com/a.wav"},
@@ -356,8 +360,9 @@ def test_models_load_once_and_the_least_recently_used_leaves(
         (
             {"audio_base64": "{speech}", "model": "tiny.eng"},
             "input.model='tiny.eng' is not allowed: choose one of tiny, tiny.en, base, base.en, "
-            "small, small.en, medium, medium.en, large-v1, large-v2, large-v3, turbo (did you "
-            "mean 'tiny.en'?), or volume://PATH to a CTranslate2 model directory on the volume",
+            "small, small.en, medium, medium.en, large-v1, large-v2, large-v3, large-v3-turbo, "
+            "turbo, distil-large-v2, distil-large-v3 (did you mean 'tiny.en'?), or "
+            "volume://PATH to a CTranslate2 model directory on the volume",
         ),
         (
             {"audio_base64": "{speech}", "model": "volume://models/whisper/none"},
@@ -367,10 +372,11 @@ def test_models_load_once_and_the_least_recently_used_leaves(
         ),
         (
             {"audio_base64": "{speech}", "model": "base.en"},
-            "model 'base.en' is not in {volume}/.runpod-slim/models/whisper and could not be "
+            "model 'base.en' is not on the volume (no model.bin in {volume}/models/whisper/"
+            "base.en, nor a download in {volume}/.runpod-slim/models/whisper) and could not be "
             "downloaded from huggingface.co (LocalEntryNotFoundError); allow network access to "
-            "huggingface.co, or put a CTranslate2 model directory on the volume and pass "
-            'model="volume://models/whisper/NAME"',
+            "huggingface.co, or copy a CTranslate2 model directory to "
+            "{volume}/models/whisper/base.en",
         ),
         (
             {"audio_base64": "{speech}", "language": "xx"},
@@ -426,9 +432,11 @@ def test_bad_input_gets_a_clear_error_and_the_worker_serves_on(
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     job_input = {k: speech if v == "{speech}" else v for k, v in job_input.items()}
+    if job_input:
+        job_input.setdefault("task", "transcribe")  # a whisperx job (see the module's doc)
     expected = error.format(volume=volume.resolve(), languages=", ".join(sorted(_LANGUAGE_CODES)))
     assert run_job(**job_input) == {"error": expected}
-    assert "error" not in run_job(audio_base64=speech)
+    assert "error" not in run_job(audio_base64=speech, task="transcribe")
 
 
 def test_an_unsupported_compute_type_names_the_supported_ones(run_job: Run, speech: str) -> None:
@@ -464,12 +472,14 @@ def test_the_worker_as_users_run_it(
         bad = api.runsync({"audio_base64": speech, "model": "tiny.eng", "hf_token": TOKEN})
         assert bad["status"] == "FAILED"
         assert str(bad["error"]).startswith("input.model='tiny.eng' is not allowed: choose one")
-        again = api.runsync({"audio_base64": base64.b64encode(b"noise").decode()})
+        again = api.runsync(
+            {"audio_base64": base64.b64encode(b"noise").decode(), "task": "transcribe"}
+        )
         assert again["error"] == (
             "input.audio_base64 could not be decoded as audio: Invalid data found when "
             "processing input"
         )
-        assert api.runsync({"audio_base64": speech})["status"] == "COMPLETED"
+        assert api.runsync({"audio_base64": speech, "task": "transcribe"})["status"] == "COMPLETED"
 
 
 def test_the_example_runs(handler: AudioHandler, run_job: Run) -> None:
