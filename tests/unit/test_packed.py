@@ -66,6 +66,7 @@ def test_pack_then_hydrate_gives_the_same_tree(tmp_path: Path, copy_big: bool) -
     ]
     parts = pack(site, tmp_path / "volume-env")
     assert len(parts["archives"]) == 1  # type: ignore[arg-type]
+    assert parts["archives"][0]["name"] == "small-000.tar.gz"  # type: ignore[index]
     out = tmp_path / "local" / "site"
     hydrate(tmp_path / "volume-env", parts, out, copy_big=copy_big)
     assert tree(out) == tree(site)
@@ -81,11 +82,12 @@ def test_a_tampered_archive_is_refused_and_named(tmp_path: Path) -> None:
     site = make_site(tmp_path)
     env = tmp_path / "volume-env"
     parts = pack(site, env)
-    archive = env / "parts" / "small-000.tar"
+    archive = env / "parts" / "small-000.tar.gz"
     data = bytearray(archive.read_bytes())
     data[700] ^= 0xFF
     archive.write_bytes(bytes(data))
-    with pytest.raises(DamagedEnvError, match=r"small-000\.tar is not the file its manifest"):
+    # Whichever notices first (zlib, tar, or the sha256 at the end), the archive is named.
+    with pytest.raises(DamagedEnvError, match=r"small-000\.tar\.gz is damaged"):
         hydrate(env, parts, tmp_path / "local" / "site", copy_big=False)
 
 
@@ -97,7 +99,7 @@ def test_a_missing_or_resized_big_file_is_refused(tmp_path: Path) -> None:
     big.write_bytes(b"short")
     with pytest.raises(DamagedEnvError, match=r"_native\.so has 5 bytes, its manifest says"):
         hydrate(env, parts, tmp_path / "a" / "site", copy_big=False)
-    with pytest.raises(DamagedEnvError, match=r"_native\.so is not the file"):
+    with pytest.raises(DamagedEnvError, match=r"_native\.so is damaged: not the file"):
         hydrate(env, parts, tmp_path / "b" / "site", copy_big=True)
     big.unlink()
     with pytest.raises(DamagedEnvError, match=r"_native\.so is missing"):
@@ -105,5 +107,5 @@ def test_a_missing_or_resized_big_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_manifest_of_another_form_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(DamagedEnvError, match="does not describe a packed-1 env"):
-        hydrate(tmp_path, {"format": "packed-0"}, tmp_path / "site", copy_big=False)
+    with pytest.raises(DamagedEnvError, match="does not describe a packed-2 env"):
+        hydrate(tmp_path, {"format": "packed-1"}, tmp_path / "site", copy_big=False)
