@@ -178,7 +178,7 @@ class _Start:
 
 def _hydrate(key: str, found: store.Found, ctx: _Start) -> ReadyEnv | None:
     """The packed env `found` on this container's disk; None when it turned out damaged."""
-    from .packed import DamagedEnvError, hydrate
+    from .packed import DamagedEnvError, describe, hydrate
 
     assert found.manifest is not None
     env_dir = ctx.layout.env_dir(key)
@@ -201,11 +201,8 @@ def _hydrate(key: str, found: store.Found, ctx: _Start) -> ReadyEnv | None:
             discard(ctx.local, staging)
             raise
         local_env = store.finish_local(ctx.local, key, staging, fd, found.manifest_sha256)
-        parts = found.manifest["parts"]
-        phase.detail = (
-            f"{len(parts['archives'])} archives unpacked, {len(parts['big'])} large files "
-            f"{'copied' if copy_big else 'linked'}, into {local_env}"
-        )
+        how = "large files copied" if copy_big else "large files linked to the volume"
+        phase.detail = f"{describe(found.manifest['parts'])} ({how}) into {local_env}"
     return ReadyEnv(key, local_env, found.manifest, cold=False, home=env_dir)
 
 
@@ -253,6 +250,7 @@ def _install(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
         phase.detail = "another worker installed it" if env else "acquired"
     if env is not None:
         return env
+    held = [lock]
     try:
         # Published between our lookup and our lock, or still there and damaged?
         found = store.find(ctx.store, layout, ctx.local, key)
@@ -268,9 +266,10 @@ def _install(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
             set_aside(layout, layout.env_dir(key), why, start.log)
         remove_leftovers(layout, key)
         empty_trash(layout)
-        return _install_into(the_plan, ctx)
+        return _install_into(the_plan, ctx, held)
     finally:
-        lock.release()
+        for still_held in held:  # empty when a background publish took the lock over
+            still_held.release()
 
 
 def _wait_for_lock(lock: InstallLock, key: str, ctx: _Start, damaged: set[str]) -> ReadyEnv | None:
@@ -302,8 +301,14 @@ def _wait_for_lock(lock: InstallLock, key: str, ctx: _Start, damaged: set[str]) 
         ctx.sleep(_LOCK_POLL_S)
 
 
-def _install_into(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
-    """Install, smoke-test and publish; packed envs are installed on container disk."""
+def _install_into(the_plan: InstallPlan, ctx: _Start, held: list[InstallLock]) -> ReadyEnv:
+    """Install, smoke-test and publish; packed envs are installed on container disk.
+
+    A packed env is ready as soon as it is installed and smoke-tested on container disk; a
+    background thread then packs it onto the volume and publishes it, holding the install lock
+    (taken over from `held`) until it is done, so that the workers waiting for it hydrate the
+    published env. The process waits for that thread before it exits.
+    """
     key = the_plan.env_key
     fd = -1
     if ctx.store == "packed":
@@ -319,7 +324,10 @@ def _install_into(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
             raise from_os_error(exc, f"installing env {key}") from None
         try:
             if ctx.store == "packed":
-                return _publish_packed(key, staging, fd, manifest, ctx)
+                local_env = store.adopt_local(ctx.local, key, staging, fd)
+                _publish_in_background(key, local_env, manifest, ctx, held)
+                env_dir = ctx.layout.env_dir(key)
+                return ReadyEnv(key, local_env, manifest, cold=True, home=env_dir)
             return _publish_in_place(key, staging, manifest, ctx)
         except OSError as exc:
             raise from_os_error(exc, f"publishing env {key} to {ctx.layout.envs}") from None
@@ -408,39 +416,54 @@ def _publish_in_place(
     return _published(key, ctx)
 
 
+def _publish_in_background(
+    key: str, local_env: Path, manifest: dict[str, object], ctx: _Start, held: list[InstallLock]
+) -> None:
+    import threading
+
+    lock = held.pop()  # the thread releases it
+    thread = threading.Thread(
+        target=_publish_packed,
+        args=(key, local_env, manifest, ctx, lock),
+        name="runpod-slim-publish",
+        daemon=False,  # a one-shot process finishes publishing before it exits
+    )
+    thread.start()
+
+
 def _publish_packed(
-    key: str, staging: Path, fd: int, manifest: dict[str, object], ctx: _Start
-) -> ReadyEnv:
-    from .packed import pack
+    key: str, local_env: Path, manifest: dict[str, object], ctx: _Start, lock: InstallLock
+) -> None:
+    """Pack the installed env onto the volume and publish it, then release the lock."""
+    from .packed import describe, pack
 
     env_dir = ctx.layout.env_dir(key)
-    with ctx.log.phase("publish") as phase:
-        parts_staging = new_staging(ctx.layout, key)
-        try:
-            manifest["parts"] = pack(staging / "site", parts_staging)
+    parts_staging: Path | None = None
+    try:
+        with ctx.log.phase("publish") as phase:
+            parts_staging = new_staging(ctx.layout, key)
+            manifest["parts"] = parts = pack(local_env / "site", parts_staging)
             _failpoint(ctx.settings, "after-pack")
             write_manifest(parts_staging, manifest)
             _failpoint(ctx.settings, "after-manifest")
-            published = publish(parts_staging, env_dir)
-        except BaseException:
-            discard(ctx.layout, parts_staging)
-            raise
-        if not published:
-            discard(ctx.layout, parts_staging)
-            discard(ctx.local, staging)
-            phase.detail = "another installer published it first; using theirs"
-            return _published(key, ctx)
-        parts = manifest["parts"]
-        assert isinstance(parts, dict)
-        phase.detail = (
-            f"{env_dir} ({_size(manifest)}) as {len(parts['archives'])} archives and "
-            f"{len(parts['big'])} large files"
+            if publish(parts_staging, env_dir):
+                parts_staging = None
+                phase.detail = f"{env_dir} ({_size(manifest)}) as {describe(parts)}"
+            else:
+                phase.detail = "another installer published it first; this copy stays local"
+        found = store.find(ctx.store, ctx.layout, ctx.local, key)
+        if found.manifest_sha256:
+            store.mark_hydrated(local_env, key, found.manifest_sha256)
+    except Exception as exc:
+        said = str(exc) if isinstance(exc, BootstrapError) else f"{type(exc).__name__}: {exc}"
+        ctx.log.log(
+            f"publish: failed ({said}); this worker goes on with its local copy, and the next "
+            f"start installs {key} again"
         )
-    found = store.find(ctx.store, ctx.layout, ctx.local, key)
-    if found.manifest is None:
-        raise CacheError(f"{env_dir} was published, and then could not be read back")
-    local_env = store.finish_local(ctx.local, key, staging, fd, found.manifest_sha256)
-    return ReadyEnv(key, local_env, found.manifest, cold=True, home=env_dir)
+    finally:
+        if parts_staging is not None:
+            discard(ctx.layout, parts_staging)
+        lock.release()
 
 
 def _published(key: str, ctx: _Start) -> ReadyEnv:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import LEASE_HEARTBEAT_S, touch_lease
+from .cache import LEASE_HEARTBEAT_S, lease_path, touch_lease
 from .errors import BootstrapError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
@@ -79,9 +79,12 @@ class ReadyEnv:
 
         home = self.home or self.path
         try:
-            lease = touch_lease(home)
+            touch_lease(home)
+        except FileNotFoundError:
+            pass  # a packed env this worker installed, still being published: the beat leases it
         except OSError:
             return  # a read-only cache (a baked image's) is never pruned under a worker
+        lease = lease_path(home)
         done = threading.Event()
 
         def beat() -> None:

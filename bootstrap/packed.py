@@ -26,6 +26,7 @@ less well, and must stay readable in place when linked: they travel as they are.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -33,14 +34,14 @@ import subprocess
 import tempfile
 import threading
 import zlib
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from .errors import CacheError
 
+T = TypeVar("T")
 FORMAT = "packed-2"
 _LEVEL = 1  # zlib: fast enough to keep up with the volume on one core
 BIG_FILE_BYTES = 1 << 20
@@ -123,14 +124,10 @@ def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, objec
             os.chmod(parts / BIG / rel, 0o755)
         return {"path": rel, "size": size, "sha256": digest, "executable": executable}
 
-    with ThreadPoolExecutor(WORKERS) as pool:
-        archives = [pool.submit(archive, i, m) for i, m in enumerate(shard(tree.small))]
-        bigs = [pool.submit(store, *entry) for entry in tree.big]
-        return {
-            "format": FORMAT,
-            "archives": [f.result() for f in archives],
-            "big": [f.result() for f in bigs],
-        }
+    archives = [functools.partial(archive, i, m) for i, m in enumerate(shard(tree.small))]
+    bigs = [functools.partial(store, *entry) for entry in tree.big]
+    done = parallel([*archives, *bigs])
+    return {"format": FORMAT, "archives": done[: len(archives)], "big": done[len(archives) :]}
 
 
 def hydrate(
@@ -176,11 +173,46 @@ def hydrate(
         os.symlink(source, target)
 
     # Archives first: they create the directories the big files land in.
-    with ThreadPoolExecutor(WORKERS) as pool:
-        for future in [pool.submit(unpack, entry) for entry in archives]:
-            future.result()
-        for future in [pool.submit(place, entry) for entry in bigs]:
-            future.result()
+    parallel([functools.partial(unpack, entry) for entry in archives])
+    parallel([functools.partial(place, entry) for entry in bigs])
+
+
+def parallel(tasks: list[Callable[[], T]], workers: int = WORKERS) -> list[T]:
+    """Run tasks on a few threads; their results in order, or the first task's error raised.
+
+    Plain threads rather than concurrent.futures: a publish may still be running while the
+    interpreter shuts down (a one-shot worker's background publish), when executors refuse work.
+    """
+    results: list[T | None] = [None] * len(tasks)
+    errors: list[BaseException] = []
+    todo = iter(enumerate(tasks))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not errors:
+            with lock:
+                index, task = next(todo, (-1, None))
+            if task is None:
+                return
+            try:
+                results[index] = task()
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(min(workers, len(tasks)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]
+
+
+def describe(parts: dict[str, object]) -> str:
+    """'N archives and M large files', for the log."""
+    archives, bigs = _entries(parts)
+    return f"{len(archives)} archives and {len(bigs)} large files"
 
 
 def small_bytes(parts: dict[str, object]) -> int:

@@ -148,8 +148,12 @@ def sweep_local_staging(local: Layout) -> None:
 
 def finish_local(local: Layout, key: str, staging: Path, fd: int, manifest_sha256: str) -> Path:
     """Mark a filled local staging dir as the hydrated copy of that manifest, and move it in."""
-    marker = staging / MARKER
-    marker.write_text(json.dumps({"key": key, "manifest_sha256": manifest_sha256}))
+    mark_hydrated(staging, key, manifest_sha256)
+    return adopt_local(local, key, staging, fd)
+
+
+def adopt_local(local: Layout, key: str, staging: Path, fd: int) -> Path:
+    """Move a filled local staging dir into place; it counts as hydrated once it is marked."""
     (staging / _HYDRATING).unlink()
     os.close(fd)
     env_dir = local.env_dir(key)
@@ -160,6 +164,13 @@ def finish_local(local: Layout, key: str, staging: Path, fd: int, manifest_sha25
     except OSError:
         discard(local, staging)  # another process of this container hydrated it first
     return env_dir
+
+
+def mark_hydrated(local_env: Path, key: str, manifest_sha256: str) -> None:
+    """Tie a local copy to the published manifest it matches (written last, atomically)."""
+    partial = local_env / f".{MARKER}.{random_token(8)}"
+    partial.write_text(json.dumps({"key": key, "manifest_sha256": manifest_sha256}))
+    os.replace(partial, local_env / MARKER)
 
 
 def _marker_sha256(local_env: Path) -> str:
