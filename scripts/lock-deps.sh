@@ -3,11 +3,14 @@
 # `uv pip compile`: wheels only, for x86_64 manylinux_2_28, one lock per (handler, variant, Python).
 #
 #   storage, video:  variant none (no torch, no CUDA wheels), hashed.
-#   audio, tts:      variant cu126, hashed (torch 2.7.0 from the package index is the cu126 build);
+#   audio, tts,
+#   stack:           (stack: the GPU stack a custom handler adds with RUNPOD_SLIM_CUSTOM_GPU_STACK)
+#                    variant cu126, hashed (torch 2.7.0 from the package index is the cu126 build);
 #                    variants cu128 and cpu: hashed, resolved with PyTorch's index for the torch
 #                    stack, if that index answers; else unhashed, derived from the cu126 lock
-#                    (no torch/torchaudio/triton/nvidia-* pins; torch==/torchaudio== are resolved
-#                    from the index named in the header at install time).
+#                    (no torch/torchaudio/torchvision/triton/nvidia-* pins; torch==,
+#                    torchaudio== and torchvision== are resolved from the index named in the
+#                    header at install time).
 #
 # Existing locks are passed to uv as preferences, so re-running changes only what must change;
 # --upgrade ignores them. The header format is documented in scripts/lock_deps.py.
@@ -18,7 +21,8 @@ usage() {
 usage: scripts/lock-deps.sh [--upgrade] [--no-torch-index] [HANDLER ...]
 
 Regenerate bootstrap/locks/<handler>-<variant>-cp<XY>.txt from bootstrap/requirements/<handler>.in.
-HANDLER: audio, tts, video, storage (default: all four).
+HANDLER: audio, tts, video, storage, stack (default: all five; stack is the GPU stack
+that HANDLER_TYPE=custom adds with RUNPOD_SLIM_CUSTOM_GPU_STACK=1).
 
   --upgrade         ignore the versions pinned in the existing locks (uv --upgrade)
   --no-torch-index  do not try PyTorch's indexes; write unhashed cu128/cpu locks
@@ -44,7 +48,7 @@ TORCH_INDEX_BASE="${TORCH_INDEX_BASE:-https://download.pytorch.org/whl}"
 PROBE_TIMEOUT="${LOCK_PROBE_TIMEOUT:-10}"
 read -r -a PYTHONS <<<"${LOCK_PYTHONS:-3.10 3.11}"
 
-ALL_HANDLERS=(audio tts video storage)
+ALL_HANDLERS=(audio tts video storage stack)
 UPGRADE=0
 TRY_TORCH_INDEX=1
 HANDLERS=()
@@ -156,7 +160,7 @@ for handler in "${HANDLERS[@]}"; do
                 compile "$handler" none "$python"
             done
             ;;
-        audio | tts)
+        audio | tts | stack)
             for python in "${PYTHONS[@]}"; do
                 compile "$handler" cu126 "$python"
             done

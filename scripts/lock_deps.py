@@ -8,9 +8,10 @@ Standard library only. Subcommands:
     and no torch or ``nvidia-*`` package in a ``none`` lock.
 ``derive``
     Make the unhashed lock for a build that lives on PyTorch's own index (cu128, cpu) from the
-    hashed cu126 lock: the same pins minus torch, torchaudio, triton and every ``nvidia-*``
-    package, without hashes, plus ``torch==`` and ``torchaudio==`` (resolved with their
-    dependencies from that index at install time).
+    hashed cu126 lock: the same pins minus torch, torchaudio, torchvision, triton and every
+    ``nvidia-*`` package, without hashes, plus ``torch==``, ``torchaudio==`` and (where the
+    base pins it) ``torchvision==`` (resolved with their dependencies from that index at
+    install time).
 ``probe``
     Exit 0 if a URL answers (any HTTP status below 400) within a timeout, else 1.
 """
@@ -27,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PLATFORM_DEFAULT = "x86_64-manylinux_2_28"
-TORCH_PACKAGES = frozenset({"torch", "torchaudio", "triton"})
+TORCH_PACKAGES = frozenset({"torch", "torchaudio", "torchvision", "triton"})
+# The packages built for one torch build, pinned by version in a derived lock (the rest of the
+# torch stack, triton and the nvidia-* wheels, follows from torch on PyTorch's index).
+TORCH_BUILDS = ("torch", "torchaudio", "torchvision")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -56,7 +60,8 @@ def normalize(name: str) -> str:
 
 
 def is_torch_stack(name: str) -> bool:
-    """True for the packages that come from PyTorch's index: torch, torchaudio, triton, nvidia-*."""
+    """True for the packages that come from PyTorch's index: torch, torchaudio, torchvision,
+    triton, nvidia-*."""
     name = normalize(name)
     return name in TORCH_PACKAGES or name.startswith("nvidia-")
 
@@ -146,15 +151,15 @@ def cmd_finish(args: argparse.Namespace) -> int:
     return 0
 
 
-def derive_unhashed(base_text: str, torch_version: str, torchaudio_version: str) -> list[str]:
-    """Requirement lines of the unhashed lock made from a hashed cu126 lock's text."""
+def derive_unhashed(base_text: str, builds: dict[str, str]) -> list[str]:
+    """Requirement lines of the unhashed lock made from a hashed cu126 lock's text: its pins
+    outside the torch stack, plus `builds` (torch, torchaudio, torchvision -> version)."""
     pins = {
         req.name: req.version
         for req in parse_requirements(base_text)
         if not is_torch_stack(req.name)
     }
-    pins["torch"] = torch_version
-    pins["torchaudio"] = torchaudio_version
+    pins.update(builds)
     return [f"{name}=={pins[name]}" for name in sorted(pins)]
 
 
@@ -165,7 +170,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
     missing = [name for name in ("torch", "torchaudio") if name not in versions]
     if missing:
         raise LockError(f"{args.base} pins no {', '.join(missing)}: nothing to derive from")
-    lines = derive_unhashed(base_text, versions["torch"], versions["torchaudio"])
+    builds = {name: versions[name] for name in TORCH_BUILDS if name in versions}
+    lines = derive_unhashed(base_text, builds)
     fields = header_fields(
         handler=args.handler,
         variant=args.variant,

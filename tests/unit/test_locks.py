@@ -21,11 +21,15 @@ VARIANTS = {
     "video": ("none",),
     "audio": ("cu126", "cu128", "cpu"),
     "tts": ("cu126", "cu128", "cpu"),
+    # The GPU stack a custom handler adds (RUNPOD_SLIM_CUSTOM_GPU_STACK=1); it has no runpod.
+    "stack": ("cu126", "cu128", "cpu"),
 }
+HANDLERS_WITH_RUNPOD = ("storage", "video", "audio", "tts")
 HASHED_VARIANTS = {"none", "cu126"}
 TORCH_INDEX = "https://download.pytorch.org/whl"
 HEADER_KEYS = ("handler", "variant", "python", "platform", "hashed", "generated-by")
-TORCH_STACK_EXACT = {"torch", "torchaudio", "triton"}
+TORCH_STACK_EXACT = {"torch", "torchaudio", "torchvision", "triton"}
+TORCHVISION = "0.22.0"  # the release built for torch 2.7.0
 
 # What torch 2.7.0 from the package index (the cu126 build) pins (FACTS.md).
 CU126_PINS = {
@@ -84,7 +88,7 @@ def normalize(name: str) -> str:
 
 
 def is_torch_stack(name: str) -> bool:
-    """torch, torchaudio, triton or an nvidia-* wheel."""
+    """torch, torchaudio, torchvision, triton or an nvidia-* wheel."""
     return name in TORCH_STACK_EXACT or name.startswith("nvidia-")
 
 
@@ -206,7 +210,8 @@ def test_every_requirement_pinned_once(key: tuple[str, str, str]) -> None:
 
 @pytest.mark.parametrize("key", ALL, ids=ALL_IDS)
 def test_runpod_sdk_pinned(key: tuple[str, str, str]) -> None:
-    assert parse_lock(lock_file(*key)).pins.get("runpod") == "1.12.0"
+    expected = "1.12.0" if key[0] in HANDLERS_WITH_RUNPOD else None
+    assert parse_lock(lock_file(*key)).pins.get("runpod") == expected
 
 
 # ---------------------------------------------------------------------------- hashed locks
@@ -266,6 +271,8 @@ def test_unhashed_lock_is_cu126_lock_without_the_torch_stack(key: tuple[str, str
     base = parse_lock(lock_file(handler, "cu126", python)).pins
     expected = {name: v for name, v in base.items() if not is_torch_stack(name)}
     expected.update(torch="2.7.0", torchaudio="2.7.0")
+    if "torchvision" in base:
+        expected["torchvision"] = base["torchvision"]
     assert lock.pins == expected
 
 
@@ -293,6 +300,29 @@ def test_tts_pins_a_piper_runner_and_the_voice(variant: str, python: str) -> Non
     assert "onnxruntime" in pins
     assert "einops" in pins
     assert "kokoro" not in pins and "flash-attn" not in pins
+
+
+@pytest.mark.parametrize("variant", VARIANTS["stack"])
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_custom_gpu_stack_pins_torchvision_built_for_torch_2_7(
+    variant: str, python: str
+) -> None:
+    pins = parse_lock(lock_file("stack", variant, python)).pins
+    assert version_tuple(pins["torch"])[:3] == (2, 7, 0)
+    assert version_tuple(pins["torchaudio"])[:3] == (2, 7, 0)
+    assert version_tuple(pins["torchvision"])[:3] == (0, 22, 0)
+    if variant == "cu126":
+        assert {name: pins.get(name) for name in CU126_PINS} == CU126_PINS
+        assert pins["torchvision"] == TORCHVISION
+    assert "flash-attn" not in pins, "flash-attn is added by the bootstrap, not the lock"
+
+
+@pytest.mark.parametrize(
+    "key", [k for k in ALL if k[0] != "stack"], ids=lambda k: lock_file(*k).stem
+)
+def test_built_in_handlers_carry_no_torchvision(key: tuple[str, str, str]) -> None:
+    # None of them imports it (whisperx, pyannote, piper do not): 7 MB and an op registry less.
+    assert "torchvision" not in parse_lock(lock_file(*key)).pins
 
 
 @pytest.mark.parametrize("python", PYTHONS)
