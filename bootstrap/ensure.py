@@ -72,15 +72,20 @@ def detect(
 
 
 def custom_profile(settings: Settings) -> Profile:
-    """The profile of a user's own handler: its requirements file, the GPU stack if asked."""
+    """The profile of a user's own handler: its requirements file, the GPU stack if asked.
+
+    The plan adds the smoke imports of the user's own distributions (their import names are
+    read from what was installed) and drops the stack's where the user's pins replace it.
+    """
     assert settings.custom is not None
     stack = settings.custom.gpu_stack
     return Profile(
         "custom",
         torch=stack,
         flash_attn=stack,
-        imports=("runpod", *(("torch",) if stack else ())),
+        imports=("runpod", *(("torch", "torchaudio", "torchvision") if stack else ())),
         requirements=settings.custom.requirements,
+        stack_pins=settings.custom.stack_pins,
     )
 
 

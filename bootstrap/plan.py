@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .custom_requirements import STACK_BUILDS, custom_lock
 from .errors import PlanError
 from .gpu import GpuInfo, format_cuda, parse_driver
-from .profiles import LOCKS_DIR, TORCH_VERSION, Lock, Profile, custom_lock, read_lock
+from .profiles import LOCKS_DIR, TORCH_VERSION, Lock, Profile, read_lock
 from .settings import FLASH_ATTN, TORCH_VARIANT, Settings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
@@ -99,6 +100,8 @@ class InstallPlan:
     gpu: GpuInfo
     torch_index: str | None  # PyTorch's own index, for locks resolved at install time
     binary_only: bool = True  # wheels only; a custom handler's requirements may build sdists
+    # A custom handler's own distributions: the smoke test imports their top-level modules.
+    smoke_distributions: tuple[str, ...] = ()
 
     @property
     def requirements(self) -> tuple[str, ...]:
@@ -148,13 +151,28 @@ def plan(
     if variant.startswith("cu") and gpu.present:
         _check_kernels(variant, gpu)
         _check_driver(variant, gpu)
+    imports = profile.imports
     if profile.requirements is not None:
-        lock = custom_lock(profile.requirements, variant, profile.torch)
+        lock = custom_lock(
+            profile.requirements,
+            variant=variant,
+            python=python,
+            gpu_stack=profile.torch,
+            stack_pins=profile.stack_pins,
+            flash_attn_version=flash_attn_release.version if profile.flash_attn else None,
+            locks_dir=locks_dir,
+        )
+        assert lock.user is not None
+        if lock.user.stack != "added":  # the user's own torch, if any, is smoke-tested as theirs
+            imports = tuple(name for name in imports if name not in STACK_BUILDS)
     else:
         lock = read_lock(profile.handler, variant, python, locks_dir)
-    wheel, skipped = _flash_attn(
-        profile, gpu, variant, python, machine, settings, flash_attn_release
-    )
+    if lock.user is not None and lock.user.stack == "theirs":
+        wheel, skipped = _without_flash_attn(profile, lock.user.own_stack_pins, settings)
+    else:
+        wheel, skipped = _flash_attn(
+            profile, gpu, variant, python, machine, settings, flash_attn_release
+        )
     # The cu128 and cpu builds live on PyTorch's own index: the lock names it, or (unhashed
     # locks made where that index was unreachable) the setting's index for the variant does.
     torch_index = lock.index
@@ -170,11 +188,12 @@ def plan(
         flash_attn=wheel,
         skipped=skipped,
         env_key=env_key(profile.handler, variant, python, machine, lock, wheel),
-        smoke_imports=profile.imports + (("flash_attn",) if wheel else ()),
+        smoke_imports=imports + (("flash_attn",) if wheel else ()),
         cuda_smoke=variant.startswith("cu") and gpu.present and gpu.source == "nvml",
         gpu=gpu,
         torch_index=torch_index,
         binary_only=profile.requirements is None,
+        smoke_distributions=lock.user.distributions if lock.user else (),
     )
 
 
@@ -262,6 +281,22 @@ def _flash_attn(
         filename = release.filename(tag)
         url = f"{settings.flash_attn_mirror}/v{release.version}/{filename}"
         return FlashAttnWheel(release.version, filename, url, release.sha256[tag]), ()
+    if settings.flash_attn == "required":
+        raise PlanError(f"{FLASH_ATTN}=required, but flash-attn cannot be installed: {reason}")
+    return None, (Skipped("flash-attn", reason),)
+
+
+def _without_flash_attn(
+    profile: Profile, own_pins: tuple[str, ...], settings: Settings
+) -> tuple[None, tuple[Skipped, ...]]:
+    """No flash-attn where the user's pins replaced the stack: its wheel is built for ours."""
+    if not profile.flash_attn:
+        return None, ()
+    reason = (
+        f"your requirements pin {' and '.join(own_pins)} instead of the GPU stack's "
+        f"(RUNPOD_SLIM_CUSTOM_STACK_PINS=user), and the pinned flash-attn wheel is built for "
+        f"torch {TORCH_VERSION}"
+    )
     if settings.flash_attn == "required":
         raise PlanError(f"{FLASH_ATTN}=required, but flash-attn cannot be installed: {reason}")
     return None, (Skipped("flash-attn", reason),)

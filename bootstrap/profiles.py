@@ -28,6 +28,7 @@ class Profile:
     flash_attn: bool  # benefits from Flash Attention where the GPU supports it
     imports: tuple[str, ...]  # top-level modules the smoke test imports
     requirements: Path | None = None  # a custom handler's own requirements, instead of a lock
+    stack_pins: str = "stack"  # custom: whose pins win over the GPU stack's (settings.py)
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -55,6 +56,15 @@ PROFILES: dict[str, Profile] = {
 
 
 @dataclass(frozen=True)
+class UserRequirements:
+    """What a custom handler's requirements file adds to its Lock (custom_requirements.py)."""
+
+    distributions: tuple[str, ...]  # the projects the file names: the smoke test imports them
+    stack: str  # the GPU stack's pins: "added", "theirs" (the user's replace them), or "none"
+    own_stack_pins: tuple[str, ...] = ()  # with "theirs": the user's pins that differ
+
+
+@dataclass(frozen=True)
 class Lock:
     """One lock file, read."""
 
@@ -67,6 +77,7 @@ class Lock:
     index: str | None  # the index torch comes from, given priority at install time
     text: str
     sha256: str
+    user: UserRequirements | None = None  # a custom handler's requirements file
 
     @property
     def requirements(self) -> tuple[str, ...]:
@@ -104,64 +115,6 @@ def read_lock(handler: str, variant: str, python: str, locks_dir: Path = LOCKS_D
         text=text,
         sha256=hashlib.sha256(raw).hexdigest(),
     )
-
-
-RUNPOD_PIN = "runpod==1.12.0"
-
-
-def custom_lock(path: Path, variant: str, gpu_stack: bool) -> Lock:
-    """A custom handler's requirements as a Lock.
-
-    Fully hashed requirements are installed as they are (hashes required, no resolution), so
-    they must list everything, runpod and torch included. Otherwise they are resolved once at
-    install: runpod is added when missing, and with the GPU stack, torch and torchaudio pinned
-    to the versions every handler uses. The resolved versions go into the env's manifest.
-    """
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PlanError(
-            f"HANDLER_TYPE=custom: cannot read the requirements file {path} ({exc.strerror}); "
-            f"put requirements.txt beside your module or set RUNPOD_SLIM_CUSTOM_REQUIREMENTS"
-        ) from None
-    pins = _pins(text)
-    lines = [
-        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
-    # Hashed: every line is a requirement continued by `\`, or carries a --hash.
-    hashed = bool(lines) and all(
-        "--hash=" in line or line.rstrip().endswith("\\") for line in lines
-    )
-    names = {pin.split("==")[0] for pin in pins} | {_name(line) for line in lines}
-    if hashed and "runpod" not in names:
-        raise PlanError(
-            f"{path} is a hashed lock without runpod: hashed locks are installed as "
-            f"they are, so they must include runpod and its dependencies"
-        )
-    extra = []
-    if not hashed:
-        if "runpod" not in names:
-            extra.append(RUNPOD_PIN)
-        if gpu_stack:
-            extra += [f"torch=={TORCH_VERSION}", f"torchaudio=={TORCH_VERSION}"]
-    full = text.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in extra)
-    raw = full.encode()
-    return Lock(
-        path=path,
-        handler="custom",
-        variant=variant,
-        python="any",
-        platform="any",
-        hashed=hashed,
-        index=None,
-        text=full,
-        sha256=hashlib.sha256(raw).hexdigest(),
-    )
-
-
-def _name(line: str) -> str:
-    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-    return match[1].lower().replace("_", "-") if match else ""
 
 
 def _header(text: str) -> dict[str, str]:

@@ -40,6 +40,7 @@ CUSTOM_HANDLER = "RUNPOD_SLIM_CUSTOM_HANDLER"
 CUSTOM_DIR = "RUNPOD_SLIM_CUSTOM_DIR"
 CUSTOM_REQUIREMENTS = "RUNPOD_SLIM_CUSTOM_REQUIREMENTS"
 CUSTOM_GPU_STACK = "RUNPOD_SLIM_CUSTOM_GPU_STACK"
+CUSTOM_STACK_PINS = "RUNPOD_SLIM_CUSTOM_STACK_PINS"
 
 HANDLERS = ("audio", "tts", "video", "storage", "custom")
 DEFAULT_HANDLER = "storage"
@@ -64,6 +65,10 @@ INSTALLERS = ("auto", "uv", "pip")
 ENV_STORES = ("auto", "packed", "in-place")
 # A packed env's large files on container disk: linked to the volume, or copied there at start.
 BIG_FILE_MODES = ("link", "copy")
+# Whose pins win when a custom handler's requirements pin a GPU-stack package (torch,
+# torchvision, a CUDA wheel...) to another version than the stack's: the stack's (the
+# requirements are refused, naming both pins), or the user's (the stack is left out).
+STACK_PIN_POLICIES = ("stack", "user")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -75,7 +80,8 @@ class CustomHandler:
     target: str  # "module:function"
     directory: Path  # where the module (and, by default, requirements.txt) live
     requirements: Path
-    gpu_stack: bool  # add torch, torchaudio, the CUDA wheels and flash-attn from the profiles
+    gpu_stack: bool  # add torch, torchaudio, torchvision, the CUDA wheels and flash-attn
+    stack_pins: str = "stack"  # STACK_PIN_POLICIES: whose pins win on a conflict
 
 
 @dataclass(frozen=True)
@@ -268,6 +274,7 @@ def _custom(environ: Mapping[str, str]) -> CustomHandler:
         directory=directory,
         requirements=Path(requirements) if requirements else directory / "requirements.txt",
         gpu_stack=_flag(environ, CUSTOM_GPU_STACK),
+        stack_pins=choice_setting(environ, CUSTOM_STACK_PINS, "stack", STACK_PIN_POLICIES),
     )
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bootstrap.deadline import Deadline
 from bootstrap.errors import CacheError, InstallError, InstallTimeoutError, SmokeTestError
 from bootstrap.gpu import no_gpu, parse_gpu_spec
 from bootstrap.installer import (
+    RequirementImportError,
     Tool,
     install_command,
     requirements_file,
@@ -298,6 +300,162 @@ def test_smoke_refuses_a_module_found_outside_the_env(
         )
     assert "pytest was imported from" in info.value.stderr_tail
     assert "not from the env" in info.value.stderr_tail
+
+
+def dist_info(site: Path, name: str, files: dict[str, str], top_level: str | None = None) -> None:
+    """An installed distribution as an installer leaves it: its files, METADATA and RECORD
+    (and top_level.txt, which setuptools-built wheels carry and others do not)."""
+    for path, text in files.items():
+        (site / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / path).write_text(text)
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    record = [*files, f"{info.name}/METADATA", f"{info.name}/RECORD"]
+    if top_level is not None:
+        (info / "top_level.txt").write_text(top_level)
+        record.append(f"{info.name}/top_level.txt")
+    (info / "RECORD").write_text("".join(f"{path},,\n" for path in record))
+
+
+def custom_smoke_plan(
+    make_settings: Make, locks_dir: Path, site: Path, distributions: tuple[str, ...]
+) -> InstallPlan:
+    """A plan that imports `alpha` (as a custom one imports runpod), then `distributions`."""
+    (site / "alpha.py").write_text("")
+    return replace(
+        smoke_plan(make_settings, locks_dir, ("alpha",)), smoke_distributions=distributions
+    )
+
+
+def test_smoke_imports_the_users_distributions_by_their_import_names(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "staging" / "site"
+    # As PyYAML: two top-level names in top_level.txt, the public one is the import.
+    dist_info(
+        site,
+        "PyYamlish",
+        {"yamlish/__init__.py": "", "_yamlish/__init__.py": "raise ImportError('stub')\n"},
+        top_level="_yamlish\nyamlish\n",
+    )
+    # As opencv-python-headless: no top_level.txt; RECORD lists cv3/, a .libs dir and a script.
+    dist_info(
+        site,
+        "opencv-thing-headless",
+        {
+            "cv3/__init__.py": "",
+            "cv3/data/haar.xml": "<xml/>",
+            "opencv_thing_headless.libs/libz.so.1": "",
+            "bin/thing-tool": "#!/bin/sh\n",
+        },
+    )
+    # A namespace package (no __init__.py), as google-cloud-* and nvidia-* wheels ship.
+    dist_info(site, "space-pkg", {"space/inner/__init__.py": ""})
+    logged: list[str] = []
+    smoke_test(
+        custom_smoke_plan(
+            make_settings,
+            locks_dir,
+            site,
+            ("pyyamlish", "opencv-thing-headless", "space-pkg", "not-here-on-this-python"),
+        ),
+        site,
+        runner=run_streaming,
+        log=logged.append,
+    )
+    assert logged == [
+        "smoke: imported alpha; your requirements' modules yamlish (pyyamlish), "
+        "cv3 (opencv-thing-headless), space (space-pkg)"
+    ]
+
+
+def test_a_requirement_that_fails_at_import_is_named_with_its_error(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "staging" / "site"
+    dist_info(
+        site,
+        "broken-dist",
+        {"broken_mod/__init__.py": "raise RuntimeError('needs libfoo.so.1, not in this image')\n"},
+    )
+    with pytest.raises(RequirementImportError) as info:
+        smoke_test(
+            custom_smoke_plan(make_settings, locks_dir, site, ("broken-dist",)),
+            site,
+            runner=run_streaming,
+            log=print,
+        )
+    assert info.value.package == "broken-dist" and info.value.module == "broken_mod"
+    assert str(info.value) == (
+        "your requirement broken-dist does not import (import broken_mod: RuntimeError: needs "
+        "libfoo.so.1, not in this image); the env was not published. Fix it in "
+        "storage-none-cp311.txt: pin a version that imports here, add what it needs, or "
+        "remove it"
+    )
+    assert isinstance(info.value, SmokeTestError)
+
+
+def test_a_requirement_error_never_names_the_staging_path(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "staging" / "site"
+    dist_info(
+        site,
+        "native",
+        {"native/__init__.py": "raise ImportError(__file__ + ': undefined symbol: _ZN3c10')\n"},
+    )
+    with pytest.raises(RequirementImportError) as info:
+        smoke_test(
+            custom_smoke_plan(make_settings, locks_dir, site, ("native",)),
+            site,
+            runner=run_streaming,
+            log=print,
+        )
+    assert "ImportError: native/__init__.py: undefined symbol: _ZN3c10" in str(info.value)
+    assert str(tmp_path) not in str(info.value)
+
+
+def fake_torchvision(site: Path, nms: str) -> None:
+    """A stand-in torch and torchvision whose nms does what `nms` says: the real mismatch
+    (torchvision built for another torch) needs two 3 GB stacks; test_custom_gpu_stack.py
+    runs the real nms."""
+    (site / "torch").mkdir(parents=True)
+    (site / "torch" / "__init__.py").write_text("def tensor(values):\n    return values\n")
+    (site / "torchvision").mkdir()
+    (site / "torchvision" / "__init__.py").write_text("from . import ops\n")
+    (site / "torchvision" / "ops.py").write_text(f"def nms(boxes, scores, iou):\n    {nms}\n")
+
+
+def test_smoke_runs_nms_where_torchvision_is_imported(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "staging" / "site"
+    fake_torchvision(site, "return type('T', (), {'tolist': lambda self: [0]})()")
+    logged: list[str] = []
+    smoke_test(
+        smoke_plan(make_settings, locks_dir, ("torch", "torchvision")),
+        site,
+        runner=run_streaming,
+        log=logged.append,
+    )
+    assert logged == ["smoke: imported torch, torchvision, ran torchvision.ops.nms"]
+
+
+def test_a_torchvision_built_for_another_torch_fails_the_smoke_test(
+    make_settings: Make, locks_dir: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "staging" / "site"
+    fake_torchvision(site, "raise RuntimeError('operator torchvision::nms does not exist')")
+    with pytest.raises(SmokeTestError) as info:
+        smoke_test(
+            smoke_plan(make_settings, locks_dir, ("torch", "torchvision")),
+            site,
+            runner=run_streaming,
+            log=print,
+        )
+    assert info.value.package == "torchvision.ops.nms on CPU"
+    assert "RuntimeError: operator torchvision::nms does not exist" in info.value.stderr_tail
 
 
 def test_layout_prepare_names_the_setting_when_the_root_is_unwritable(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrap.ensure import custom_profile
 from bootstrap.errors import PlanError
 from bootstrap.gpu import GpuInfo, no_gpu, parse_gpu_spec
 from bootstrap.plan import FLASH_ATTN_RELEASE, InstallPlan, plan
@@ -254,3 +255,90 @@ def test_env_key_is_shared_by_plans_with_the_same_bytes(
     # Flash-attn left out on a T4 or by policy on an H100: the same packages, one env.
     off = key_of(make_settings, locks_dir, RUNPOD_SLIM_FLASH_ATTN="off")
     assert off == key_of(make_settings, locks_dir, T4)
+
+
+# --- a custom handler's requirements and the GPU stack ---------------------------------------
+
+
+def custom_plan(
+    make_settings: Make, tmp_path: Path, requirements: str, gpu: str | GpuInfo = A100, **env: str
+) -> InstallPlan:
+    """A custom handler's plan, against the real stack locks (files only)."""
+    (tmp_path / "requirements.txt").write_text(requirements)
+    settings = make_settings(
+        HANDLER_TYPE="custom",
+        RUNPOD_SLIM_CUSTOM_HANDLER="my_worker:handler",
+        RUNPOD_SLIM_CUSTOM_DIR=str(tmp_path),
+        **env,
+    )
+    info = parse_gpu_spec(gpu) if isinstance(gpu, str) else gpu
+    return plan(custom_profile(settings), info, "3.11", settings)
+
+
+def test_custom_gpu_stack_smoke_tests_torchvision_and_the_users_distributions(
+    make_settings: Make, tmp_path: Path
+) -> None:
+    result = custom_plan(
+        make_settings, tmp_path, "torchvision\npyyaml\n", RUNPOD_SLIM_CUSTOM_GPU_STACK="1"
+    )
+    assert result.variant == "cu126" and result.flash_attn is not None
+    assert result.smoke_imports == ("runpod", "torch", "torchaudio", "torchvision", "flash_attn")
+    assert result.smoke_distributions == ("torchvision", "pyyaml")
+    assert "torchvision==0.22.0" in result.requirements
+    assert "nvidia-cudnn-cu12==9.5.1.17" in result.requirements
+    assert result.env_key.startswith("custom-cu126-cp311-")
+
+
+def test_custom_without_the_stack_smoke_tests_the_users_distributions(
+    make_settings: Make, tmp_path: Path
+) -> None:
+    result = custom_plan(make_settings, tmp_path, "pyyaml\npillow\n")
+    assert result.variant == "none" and result.flash_attn is None
+    assert result.smoke_imports == ("runpod",)
+    assert result.smoke_distributions == ("pyyaml", "pillow")
+
+
+def test_custom_conflicting_pins_are_refused_before_anything_else(
+    make_settings: Make, tmp_path: Path
+) -> None:
+    with pytest.raises(PlanError) as info:
+        custom_plan(
+            make_settings,
+            tmp_path,
+            "torch==2.6.0\nflash-attn==2.7.4.post1\n",
+            RUNPOD_SLIM_CUSTOM_GPU_STACK="1",
+        )
+    assert "pins torch==2.6.0 and flash-attn==2.7.4.post1, but" in str(info.value)
+    assert "installs torch==2.7.0 and flash-attn==2.8.0.post2 (the cu126 build" in str(info.value)
+
+
+def test_custom_stack_pins_user_takes_theirs_without_flash_attn(
+    make_settings: Make, tmp_path: Path
+) -> None:
+    result = custom_plan(
+        make_settings,
+        tmp_path,
+        "torch==2.6.0\n",
+        RUNPOD_SLIM_CUSTOM_GPU_STACK="1",
+        RUNPOD_SLIM_CUSTOM_STACK_PINS="user",
+    )
+    assert result.flash_attn is None
+    assert result.smoke_imports == ("runpod",)  # their torch is smoke-tested as theirs
+    assert result.smoke_distributions == ("torch",)
+    assert [(s.package, s.reason) for s in result.skipped] == [
+        (
+            "flash-attn",
+            "your requirements pin torch==2.6.0 instead of the GPU stack's "
+            "(RUNPOD_SLIM_CUSTOM_STACK_PINS=user), and the pinned flash-attn wheel is built "
+            "for torch 2.7.0",
+        )
+    ]
+    with pytest.raises(PlanError, match="RUNPOD_SLIM_FLASH_ATTN=required, but flash-attn"):
+        custom_plan(
+            make_settings,
+            tmp_path,
+            "torch==2.6.0\n",
+            RUNPOD_SLIM_CUSTOM_GPU_STACK="1",
+            RUNPOD_SLIM_CUSTOM_STACK_PINS="user",
+            RUNPOD_SLIM_FLASH_ATTN="required",
+        )
