@@ -10,11 +10,13 @@ from __future__ import annotations
 import ast
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from handlers.harness import local_api, run_one_job
+from tests.support.builders import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,3 +109,107 @@ def test_a_function_that_cannot_load_is_reported_on_the_job(user_dir: Path) -> N
         "be loaded from" in log
     )
     assert "AttributeError: module 'my_worker' has no attribute 'no_such_function'" in log
+
+
+# --- the user's requirements are smoke-tested by their import names before publishing -------
+
+NAMES_MODULE = """
+import yaml
+from PIL import Image
+
+
+def handler(job):
+    size = Image.new("RGB", (3, 2)).size
+    return yaml.safe_load(job["input"]["yaml"]) | {"size": list(size)}
+"""
+
+
+def test_requirements_whose_import_names_differ_are_smoke_tested(tmp_path: Path) -> None:
+    # pyyaml imports as yaml, pillow as PIL: the names come from the installed metadata.
+    user_dir = tmp_path / "my-worker"
+    user_dir.mkdir()
+    (user_dir / "names_worker.py").write_text(NAMES_MODULE)
+    (user_dir / "requirements.txt").write_text("PyYAML==6.0.3\npillow\n")
+    result, log = run_worker(user_dir, "names_worker:handler", {"yaml": "a: 1"})
+    assert result == {"output": {"a": 1, "size": [3, 2]}}
+    assert "smoke: imported runpod; your requirements' modules yaml (pyyaml), PIL (pillow)" in log
+    assert "download and install: " in log
+
+
+def broken_wheel(directory: Path) -> Path:
+    """A real wheel whose package raises at import, as one missing a system library does."""
+    directory.mkdir()
+    return build_wheel(
+        directory,
+        "brokenpkg-1.0-py3-none-any.whl",
+        {
+            "broken_mod/__init__.py": (
+                "raise RuntimeError('needs libfoo.so.1, which this image does not have')\n"
+            )
+        },
+    )
+
+
+def test_a_requirement_that_fails_at_import_is_never_published(tmp_path: Path) -> None:
+    user_dir = tmp_path / "my-worker"
+    user_dir.mkdir()
+    (user_dir / "my_worker.py").write_text(USER_MODULE)
+    (user_dir / "requirements.txt").write_text("six==1.17.0\nbrokenpkg==1.0\n")
+    wheels = broken_wheel(tmp_path / "wheels").parent
+    env = {**worker_env(user_dir, "my_worker:handler"), "RUNPOD_SLIM_FIND_LINKS": str(wheels)}
+    code, log = run_one_job(env, {"text": "hi"})
+    assert code == 1, log[-4000:]
+    assert (
+        "the worker cannot start: your requirement brokenpkg does not import (import "
+        "broken_mod: RuntimeError: needs libfoo.so.1, which this image does not have); the env "
+        "was not published. Fix it in requirements.txt" in log
+    )
+    assert "state=failed" in log and "Job result" not in log
+    cache = tmp_path / "cache"
+    assert list((cache / "envs").glob("custom-*")) == []  # nothing published
+    assert list((cache / "staging").iterdir()) == []  # and nothing half-installed left
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_pins_that_conflict_with_the_gpu_stack_are_refused_before_any_download(
+    tmp_path: Path,
+) -> None:
+    user_dir = tmp_path / "my-worker"
+    user_dir.mkdir()
+    (user_dir / "my_worker.py").write_text(USER_MODULE)
+    (user_dir / "requirements.txt").write_text(
+        "torch==2.6.0\ntorchvision==0.21.0\nflash-attn==2.7.4.post1\nsix\n"
+    )
+    # Every place a start could download from is a closed loopback port: reaching any of them
+    # would fail with a connection error instead of the conflict.
+    dead = f"http://127.0.0.1:{closed_port()}"
+    env = {
+        **worker_env(user_dir, "my_worker:handler"),
+        "RUNPOD_SLIM_CUSTOM_GPU_STACK": "1",
+        "RUNPOD_SLIM_GPU": "NVIDIA A100-SXM4-80GB:8.0:550.54.15",  # so flash-attn is planned
+        "RUNPOD_SLIM_INDEX_URL": f"{dead}/simple",
+        "RUNPOD_SLIM_TORCH_INDEX_URL": f"{dead}/whl",
+        "RUNPOD_SLIM_FLASH_ATTN_MIRROR": f"{dead}/releases",
+        "RUNPOD_SLIM_WHEELHOUSE": str(tmp_path / "no-wheelhouse"),
+        "PATH": "/usr/bin:/bin",  # no uv on PATH: fetching it would be a download too
+    }
+    code, log = run_one_job(env, {"text": "hi"})
+    assert code == 1, log[-4000:]
+    assert (
+        f"the worker cannot start: {user_dir / 'requirements.txt'} pins torch==2.6.0, "
+        f"torchvision==0.21.0 and flash-attn==2.7.4.post1, but RUNPOD_SLIM_CUSTOM_GPU_STACK=1 "
+        f"installs torch==2.7.0, torchvision==0.22.0 and flash-attn==2.8.0.post2 (the cu126 "
+        f"build of the GPU stack); nothing was downloaded. Remove those pins or change them to "
+        f"the stack's versions, or set RUNPOD_SLIM_CUSTOM_STACK_PINS=user" in log
+    )
+    assert "state=installing" not in log and "Connection refused" not in log
+    cache = tmp_path / "cache"
+    assert not (cache / "uv-cache").exists() and not (cache / "wheels").exists()
+    assert not (cache / "staging").exists() or list((cache / "staging").iterdir()) == []
