@@ -11,10 +11,11 @@ live in that env.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from handlers.base import Handler
     from handlers.config import HandlerConfig
+    from handlers.stopping import Stopping
+    from handlers.workdirs import JobDirs
 
 LOG = logging.getLogger("runpod-slim")
 JobFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -77,6 +80,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return 0
 
     assert config is not None
+    workdirs, stopping = claim_job_dirs()
     handler = build_handler(environ, config)
     on_runpod = bool(environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
 
@@ -85,7 +89,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             runpod.serverless.progress_update(job, message)
         LOG.info("job %s: %s", job.get("id", "?"), message)
 
-    job_function = adapt(handler, progress)
+    job_function = adapt(handler, progress, workdirs=workdirs, stopping=stopping)
     if one_shot(environ, sys.argv):
         job_function = drained(job_function)
     runpod.serverless.start({"handler": job_function, "return_aggregate_stream": True})
@@ -121,6 +125,18 @@ def drained(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+def claim_job_dirs() -> tuple[JobDirs, Stopping]:
+    """This worker's folder of job folders (dead workers' swept), removed at exit and SIGTERM."""
+    from handlers.stopping import Stopping
+    from handlers.workdirs import JobDirs
+
+    workdirs = JobDirs.claim(log=LOG.info)
+    atexit.register(workdirs.remove)
+    stopping = Stopping(workdirs.remove)
+    stopping.install()
+    return workdirs, stopping
+
+
 def build_handler(environ: Mapping[str, str], config: HandlerConfig | None = None) -> Handler:
     """The chosen handler, set up once; a setup failure is kept on it, not raised."""
     import handlers
@@ -145,12 +161,29 @@ def build_handler(environ: Mapping[str, str], config: HandlerConfig | None = Non
 
 
 def adapt(
-    handler: Handler, progress: Callable[[dict[str, Any], str], None]
+    handler: Handler,
+    progress: Callable[[dict[str, Any], str], None],
+    *,
+    workdirs: JobDirs | None = None,
+    stopping: Stopping | None = None,
 ) -> Callable[[dict[str, Any]], Any]:
-    """The function the SDK calls per job: one error shape, temp files always removed."""
+    """The function the SDK calls per job: one error shape, temp files always removed.
+
+    Each job gets a private folder inside `workdirs` (this worker's; claimed here when not
+    given); `stopping` cancels running jobs on SIGTERM, which then answer that they stopped.
+    """
     from handlers.base import JobContext
     from handlers.errors import JobError
     from handlers.io import redact
+    from handlers.stopping import STOPPED, Stopping
+    from handlers.workdirs import JobDirs
+
+    if workdirs is None:
+        workdirs = JobDirs.claim(log=LOG.info)
+        atexit.register(workdirs.remove)
+    if stopping is None:
+        stopping = Stopping(workdirs.remove)
+    dirs, stop = workdirs, stopping
 
     def context(job: dict[str, Any], workdir: Path) -> JobContext:
         raw = job.get("input")
@@ -158,23 +191,13 @@ def adapt(
             raise JobError(f"input must be a JSON object, got {type(raw).__name__}")
         secrets = list(handler.config.secrets())
         return JobContext(
-            id=str(job.get("id", "local")),
+            id=job_id(job),
             input=raw,
             workdir=workdir,
             config=handler.config,
             report_progress=lambda message: progress(job, redact(message, secrets)),
             secrets=secrets,
         )
-
-    def failure(exc: BaseException, secrets: list[str]) -> dict[str, Any]:
-        if isinstance(exc, JobError):
-            return {"error": redact(str(exc), secrets)}
-        LOG.error("job failed:\n%s", redact(traceback.format_exc(), secrets))
-        return {
-            "error": redact(
-                f"internal error in {handler.name}: {type(exc).__name__}: {exc}", secrets
-            )
-        }
 
     if handler.streaming:
 
@@ -183,14 +206,19 @@ def adapt(
                 yield {"error": f"{handler.name} setup failed: {handler.setup_error}"}
                 return
             secrets: list[str] = list(handler.config.secrets())
-            with tempfile.TemporaryDirectory(prefix="runpod-slim-job-") as tmp:
+            with stop.job():
                 try:
-                    ctx = context(job, Path(tmp))
-                    secrets = ctx.secrets
-                    async for chunk in handler.stream(ctx):
-                        yield chunk
+                    with dirs.job_dir() as tmp:
+                        ctx = context(job, tmp)
+                        secrets = ctx.secrets
+                        async for chunk in handler.stream(ctx):
+                            yield chunk
+                except asyncio.CancelledError:
+                    if not stop.cancelled():
+                        raise
+                    yield {"error": STOPPED}
                 except Exception as exc:
-                    yield failure(exc, secrets)
+                    yield failure(handler.name, exc, job, secrets)
 
         return stream_job
 
@@ -198,16 +226,53 @@ def adapt(
         if handler.setup_error:
             return {"error": f"{handler.name} setup failed: {handler.setup_error}"}
         secrets: list[str] = list(handler.config.secrets())
-        with tempfile.TemporaryDirectory(prefix="runpod-slim-job-") as tmp:
+        with stop.job():
             try:
-                ctx = context(job, Path(tmp))
-                secrets = ctx.secrets
-                output: dict[str, Any] = await handler.run(ctx)
-                return output
+                with dirs.job_dir() as tmp:
+                    ctx = context(job, tmp)
+                    secrets = ctx.secrets
+                    output: dict[str, Any] = await handler.run(ctx)
+                    return output
+            except asyncio.CancelledError:
+                if not stop.cancelled():
+                    raise
+                return {"error": STOPPED}
             except Exception as exc:
-                return failure(exc, secrets)
+                return failure(handler.name, exc, job, secrets)
 
     return run_job
+
+
+def failure(
+    handler_name: str, exc: BaseException, job: Mapping[str, Any], secrets: list[str]
+) -> dict[str, Any]:
+    """A job's failure as the one error string the caller gets (call inside `except`)."""
+    from handlers.errors import JobError
+    from handlers.io import redact
+    from handlers.stopping import STOPPED
+    from handlers.workdirs import WorkerStopping
+
+    if isinstance(exc, JobError):
+        return {"error": redact(str(exc), secrets)}
+    if isinstance(exc, WorkerStopping):
+        return {"error": STOPPED}
+    # A bug, or an input no check foresaw: the operator gets the traceback (secrets redacted),
+    # the caller one sentence with no exception type and no path in it.
+    LOG.error(
+        "job %s failed in the %s handler:\n%s",
+        job_id(job),
+        handler_name,
+        redact(traceback.format_exc(), secrets),
+    )
+    return {
+        "error": f"the {handler_name} handler failed on this job; the worker's log has the "
+        f"details (job {job_id(job)})"
+    }
+
+
+def job_id(job: Mapping[str, Any]) -> str:
+    """The job's id as errors and logs show it (RunPod's own; "local" in a one-shot run)."""
+    return str(job.get("id", "local"))[:80]
 
 
 if __name__ == "__main__":

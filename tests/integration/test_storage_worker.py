@@ -7,14 +7,21 @@ package index), then the worker serves jobs against the real S3 server.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from handlers.harness import REPO, local_api, run_one_job
+from handlers.harness import REPO, LocalApi, local_api, run_one_job
 from tests.support.radosgw import RadosGateway
 
 pytest_plugins = ["tests.support.s3_fixture"]
@@ -150,3 +157,111 @@ def test_no_secret_or_signature_reaches_the_workers_log_or_errors(
         assert canary not in text
     assert signature not in log and other not in log
     assert "fetching http://127.0.0.1:9/x.bin?..." in log  # the progress line, redacted
+
+
+@contextlib.contextmanager
+def trickling_source() -> Iterator[str]:
+    """A loopback HTTP source that sends its headers, then one byte every 0.2 s: a slow job."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+                while not stop.wait(0.2):
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow.bin"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)
+
+
+def job_folders(tmp: Path) -> list[Path]:
+    return sorted(tmp.glob("runpod-slim-jobs-*/runpod-slim-job-*"))
+
+
+def poll(condition: Callable[[], object], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s} s for {what}"
+        time.sleep(0.05)
+
+
+def start_slow_job(api: LocalApi, source: str) -> tuple[threading.Thread, list[object]]:
+    """POST a copy from the trickling source in a thread; its answer lands in the list."""
+    answers: list[object] = []
+
+    def call() -> None:
+        try:
+            answers.append(
+                api.runsync({"action": "copy", "source": source, "destination": "volume://s.bin"})
+            )
+        except OSError as exc:  # the server went away without answering
+            answers.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread, answers
+
+
+def test_sigterm_mid_job_stops_the_job_and_leaves_no_job_folder(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**worker_env, "TMPDIR": str(tmp), "RUNPOD_SLIM_ALLOW_PRIVATE_URLS": "1"}
+    with trickling_source() as source, local_api(env) as api:
+        thread, answers = start_slow_job(api, source)
+        poll(lambda: job_folders(tmp), "the job's folder")
+        api.process.send_signal(signal.SIGTERM)  # RunPod's scale-down
+        exit_code = api.process.wait(timeout=30)
+        thread.join(timeout=30)
+        log = api.log()
+    assert exit_code == -signal.SIGTERM, log[-3000:]
+    assert answers == [
+        {
+            "id": answers[0]["id"],  # type: ignore[index]
+            "status": "FAILED",
+            "error": "the worker was stopped (SIGTERM) before this job ended; nothing was kept "
+            "of it: run the job again",
+        }
+    ]
+    assert "SIGTERM: stopping 1 running job(s)" in log
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_killed_workers_job_folders_go_at_the_next_start(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**worker_env, "TMPDIR": str(tmp), "RUNPOD_SLIM_ALLOW_PRIVATE_URLS": "1"}
+    # The first worker lives throughout: a live worker's folder is never swept.
+    with trickling_source() as source, local_api(env) as alive:
+        with local_api(env) as killed:
+            start_slow_job(killed, source)
+            poll(lambda: job_folders(tmp), "the job's folder")
+            left = job_folders(tmp)[0].parent
+            killed.process.send_signal(signal.SIGKILL)  # no handler runs
+            killed.process.wait(timeout=30)
+        assert left.is_dir()
+        with local_api(env) as after:
+            assert not left.exists(), after.log()[-3000:]
+            assert f"removed the job folders of a worker that is gone: {left}" in after.log()
+            mine = [p for p in tmp.iterdir() if p.name.startswith("runpod-slim-jobs-")]
+            assert len(mine) == 2  # the live worker's and this one's
+        assert alive.runsync({"action": "list", "source": "volume://"})["status"] == "COMPLETED"
+    assert list(tmp.iterdir()) == []

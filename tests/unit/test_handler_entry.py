@@ -6,6 +6,7 @@ Each behaviour has its own tiny fixture handler, defined here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -43,6 +44,15 @@ class Echo(Handler):
         if job.input.get("fail") == "secret":
             raise JobError(f"S3 said the key {CONFIG.bucket.secret_access_key} is wrong")  # type: ignore[union-attr]
         return {"echo": dict(job.input)}
+
+
+class Buggy(Echo):
+    """A handler bug whose message carries the job's temp path, as OSErrors' messages do."""
+
+    name = "buggy"
+
+    async def run(self, job: JobContext) -> dict[str, Any]:
+        raise ValueError(f"cannot parse {job.workdir / 'source.bin'}")
 
 
 class BrokenSetup(Echo):
@@ -83,7 +93,10 @@ def test_output_and_temp_dir_removed() -> None:
     ("job", "error"),
     [
         ({"id": "j", "input": {"fail": "job"}}, "input.fail='job' is refused: a test"),
-        ({"id": "j", "input": {"fail": "bug"}}, "internal error in echo: KeyError: 'oops'"),
+        (
+            {"id": "j", "input": {"fail": "bug"}},
+            "the echo handler failed on this job; the worker's log has the details (job j)",
+        ),
         ({"id": "j", "input": "text"}, "input must be a JSON object, got str"),
         ({"id": "j"}, "input must be a JSON object, got NoneType"),
     ],
@@ -92,6 +105,21 @@ def test_every_failure_is_one_error_string(job: dict[str, Any], error: str) -> N
     result = run(Echo(CONFIG), job)
     assert result == {"error": error}
     assert not SEEN.get("workdir", Path("/nonexistent")).exists()
+
+
+def test_a_handler_bug_is_one_sentence_and_the_traceback_goes_to_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="runpod-slim"):
+        result = run(Buggy(CONFIG), {"id": "job-42", "input": {}})
+    assert result == {
+        "error": "the buggy handler failed on this job; the worker's log has the details "
+        "(job job-42)"
+    }
+    logged = caplog.text
+    assert "Traceback (most recent call last)" in logged and "ValueError: cannot parse" in logged
+    assert "job job-42 failed in the buggy handler" in logged
+    assert "runpod-slim-job-" not in logged  # the job's temp path is cut from the log too
 
 
 def test_secrets_never_reach_the_output() -> None:
