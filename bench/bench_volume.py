@@ -49,7 +49,7 @@ IMPORTS = {
 WARM = """
 import os, sys
 from bootstrap import ensure, load_settings
-ensure(load_settings(os.environ), log=lambda line: None)
+ensure(load_settings(os.environ), log=lambda line: print(line, file=sys.stderr))
 for name in sys.argv[1:]:
     __import__(name)
 """
@@ -216,7 +216,7 @@ def warm_runs(
     fresh_local: Path | None = None,
 ) -> dict[str, object]:
     """Process start to imports done, each run as a new node: fresh mount, cold page cache."""
-    times, rtts = [], []
+    times, rtts, hydrations = [], [], []
     for _ in range(runs):
         if fresh_local is not None:
             shutil.rmtree(fresh_local, ignore_errors=True)  # a new container's empty disk
@@ -237,12 +237,17 @@ def warm_runs(
         times.append(time.perf_counter() - began)
         if run.returncode != 0:
             raise SystemExit(f"warm start failed:\n{run.stderr[-3000:]}")
+        hydrated = re.search(r"hydrate: .*\(([0-9.]+) (ms|s)\)$", run.stderr, re.MULTILINE)
+        if hydrated:
+            hydrations.append(float(hydrated[1]) / (1000 if hydrated[2] == "ms" else 1))
     result: dict[str, object] = {
         "median_s": round(statistics.median(times), 2),
         "runs_s": [round(t, 2) for t in times],
     }
     if rtts:
         result["rtt_ms"] = round(statistics.median(rtts), 2)
+    if hydrations:
+        result["hydrate_median_s"] = round(statistics.median(hydrations), 2)
     return result
 
 
