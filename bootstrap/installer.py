@@ -39,7 +39,7 @@ from .errors import (
     SmokeTestError,
     from_os_error,
 )
-from .fetch import download, index_file_url, redact_url
+from .fetch import download, index_file_url, redact_url, sha256_of
 from .plan import InstallPlan
 from .settings import Settings
 
@@ -76,6 +76,12 @@ _INDEX_OPTIONS = ("--index-url", "--index", "--default-index", "--extra-index-ur
 # user:password@ in a URL an installer prints; never logged or put in an error.
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+(?::[^/@\s]*)?@")
 _PR_SET_PDEATHSIG = 1
+# How Python's ssl, uv (rustls) and pip say that a server's certificate is not trusted.
+_CERTIFICATE = re.compile(
+    r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|invalid peer certificate|UnknownIssuer"
+    r"|self[- ]signed certificate",
+    re.IGNORECASE,
+)
 # A leftover of provisioning (a half-unpacked uv, a partial download) untouched for this long
 # belongs to a dead start: unpacking takes seconds, and a live download writes (so touches its
 # file) all the time and stops at the install deadline.
@@ -198,6 +204,7 @@ def find_tool(
     sweep_tool_leftovers(
         layout, older_than_s=max(LEFTOVER_AGE_S, settings.install_timeout_s + 60), log=log
     )
+    uv_failure: BootstrapError | None = None
     if settings.installer in ("auto", "uv"):
         found = which("uv")
         if found:
@@ -208,15 +215,24 @@ def find_tool(
         except BootstrapError as exc:
             if settings.installer == "uv":
                 raise
+            uv_failure = exc
             log(f"installer: uv unavailable ({exc}); falling back to pip")
     probe = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False)
     if probe.returncode != 0:
+        if uv_failure is not None and _CERTIFICATE.search(str(uv_failure)):
+            # What went wrong is the certificate, not the tools: say so, and how to fix it.
+            raise BootstrapError(
+                f"{uv_failure}; the index's TLS certificate is not trusted here (a proxy that "
+                "intercepts TLS?): point SSL_CERT_FILE at a CA bundle that holds its CA (an "
+                "image build: build-runpod-slim.sh --ca-cert FILE), and pip is not available"
+            )
         raise InstallError(
             f"{python} -m pip",
             1,
             "",
             "neither uv nor pip is available: put uv on PATH, or "
-            "let the bootstrap fetch it (RUNPOD_SLIM_INSTALLER=auto, network to the index)",
+            "let the bootstrap fetch it (RUNPOD_SLIM_INSTALLER=auto, network to the index)"
+            + (f"; fetching uv failed: {uv_failure}" if uv_failure else ""),
         )
     return Tool("pip", (python, "-m", "pip"))
 
@@ -238,7 +254,9 @@ def provision_uv(
         return binary
     filename, sha256 = UV_WHEELS[arch]
     wheel = settings.wheelhouse / filename
-    if not wheel.is_file():
+    if not (wheel.is_file() and sha256_of(wheel) == sha256):  # only the pinned bytes become uv
+        if wheel.is_file():
+            log(f"installer: {wheel} is not the pinned uv wheel (sha256 differs); not used")
         if settings.offline:
             raise BootstrapError("uv is not in the cache and RUNPOD_SLIM_OFFLINE is set")
         url = index_file_url(

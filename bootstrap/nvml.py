@@ -3,13 +3,14 @@
 nvidia-ml-py is one pure-Python module in a 49 KB wheel. A pure wheel is a zip that Python can
 import from directly, so the bootstrap never installs it: it adds the wheel to sys.path. The
 wheel comes from, in order: an installed pynvml; the image's wheelhouse (baked, no round trip);
-the cache; the package index, checked against the sha256 pinned here. It is fetched only when
-the driver's NVML library is present, so a CPU machine never waits on the network to learn it
-has no GPU.
+the cache; the package index; each wheel is checked against the sha256 pinned here before use.
+It is fetched only when the driver's NVML library is present, so a CPU machine never waits on
+the network to learn it has no GPU.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -41,7 +42,12 @@ def load_pynvml(
     cached = layout.wheels / NVML_SHA256[:16] / NVML_WHEEL
     for wheel in (settings.wheelhouse / NVML_WHEEL, cached):
         if wheel.is_file():
-            return _import_from(wheel)
+            # Code that runs at every start: only the pinned bytes, wherever they were found.
+            if _sha256_of(wheel) == NVML_SHA256:
+                return _import_from(wheel)
+            log(
+                f"nvml: {wheel} is not the pinned nvidia-ml-py wheel (its sha256 differs); not used"
+            )
     if settings.offline:
         raise BootstrapError(
             "the NVIDIA driver is present but pynvml is not in the cache or the wheelhouse, "
@@ -56,6 +62,11 @@ def load_pynvml(
         url, cached, NVML_SHA256, ca_bundle=settings.ca_bundle, retries=settings.retries, log=log
     )
     return _import_from(wheel)
+
+
+def _sha256_of(path: Path) -> str:
+    # hashlib here, not fetch.sha256_of: fetch (ssl, urllib) stays out of a warm start.
+    return hashlib.sha256(path.read_bytes()).hexdigest()  # 49 KB
 
 
 def _import_from(wheel: Path) -> ModuleType:
