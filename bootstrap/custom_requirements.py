@@ -132,7 +132,14 @@ def custom_lock(
         text=full,
         sha256=hashlib.sha256(full.encode()).hexdigest(),
         user=UserRequirements(
-            distributions=tuple(dict.fromkeys(req.name for req in requirements)),
+            # Where the stack replaced them, the stack's own smoke imports cover them.
+            distributions=tuple(
+                dict.fromkeys(
+                    req.name
+                    for req in requirements
+                    if not (mode == "added" and is_stack_package(req.name))
+                )
+            ),
             stack=mode,
             own_stack_pins=tuple(conflict.user.describe() for conflict in conflicts),
         ),
