@@ -6,6 +6,8 @@
 #   ./build-runpod-slim.sh --tier baked --handler audio \
 #       --gpu "NVIDIA H100 80GB HBM3:9.0:550.54.15"          the audio env baked in
 #   ./build-runpod-slim.sh --tag registry.example/runpod-slim:0.1.0 --push
+#   ./build-runpod-slim.sh --tier baked --handler storage --ca-cert proxy-ca.crt
+#                                                            behind a TLS-intercepting proxy
 #
 # With docker buildx it builds with BuildKit; without it (Debian's docker.io has no buildx), with
 # the classic builder, which ignores the Dockerfile's syntax line instead of pulling a frontend.
@@ -14,7 +16,8 @@ set -euo pipefail
 usage() {
   cat >&2 <<'USAGE'
 usage: build-runpod-slim.sh [--tag NAME] [--base IMAGE] [--tier slim|baked] [--handler H]
-                            [--gpu NAME:MAJOR.MINOR:DRIVER] [--push] [--network host]
+                            [--gpu NAME:MAJOR.MINOR:DRIVER] [--ca-cert FILE] [--push]
+                            [--network host]
   --tag NAME       the image's name (default runpod-slim:latest, or runpod-slim:baked-H)
   --base IMAGE     the base image (default ubuntu:22.04, the Dockerfile's BASE_IMAGE)
   --tier T         slim (default): the stack installs at first start, into the volume;
@@ -22,6 +25,8 @@ usage: build-runpod-slim.sh [--tag NAME] [--base IMAGE] [--tier slim|baked] [--h
   --handler H      baked tier: audio, tts, video or storage (required with --tier baked)
   --gpu SPEC       baked tier: the GPU the workers will have (default none), which decides
                    the torch build and flash-attn
+  --ca-cert FILE   baked tier: a PEM CA certificate the build trusts when it downloads from
+                   the index (a TLS-intercepting proxy's); the image does not keep it
   --push           docker push the image after the build
   --network MODE   the build's network (host where the daemon has no bridge network)
 USAGE
@@ -38,11 +43,12 @@ base=
 tier=slim
 handler=
 gpu=
+ca_cert=
 push=false
 network=
 while [ "$#" -gt 0 ]; do
   case "$1" in
-    --tag | --base | --tier | --handler | --gpu | --network)
+    --tag | --base | --tier | --handler | --gpu | --network | --ca-cert)
       [ "$#" -ge 2 ] || die_usage "$1 needs a value"
       case "$1" in
         --tag) tag=$2 ;;
@@ -51,6 +57,7 @@ while [ "$#" -gt 0 ]; do
         --handler) handler=$2 ;;
         --gpu) gpu=$2 ;;
         --network) network=$2 ;;
+        --ca-cert) ca_cert=$2 ;;
       esac
       shift 2
       ;;
@@ -70,6 +77,7 @@ case "$tier" in
   slim)
     [ -z "$handler" ] || die_usage "--handler is for --tier baked (the slim tier serves all)"
     [ -z "$gpu" ] || die_usage "--gpu is for --tier baked"
+    [ -z "$ca_cert" ] || die_usage "--ca-cert is for --tier baked (slim downloads nothing over TLS)"
     ;;
   baked)
     case "$handler" in
@@ -80,6 +88,10 @@ case "$tier" in
     ;;
   *) die_usage "--tier '$tier' is not slim or baked" ;;
 esac
+if [ -n "$ca_cert" ] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$ca_cert" 2>/dev/null; then
+  die_usage "--ca-cert '$ca_cert' is not a readable PEM certificate file"
+fi
+[ -z "$ca_cert" ] || ca_cert=$(cd "$(dirname "$ca_cert")" && pwd)/$(basename "$ca_cert")
 if [ -z "$tag" ]; then
   tag=runpod-slim:latest
   [ "$tier" = slim ] || tag=runpod-slim:baked-$handler
@@ -101,6 +113,13 @@ args=(
 [ -z "$network" ] || args+=(--network "$network")
 if [ "$tier" = baked ]; then
   args+=(--build-arg "HANDLER=$handler" --build-arg "GPU=${gpu:-none}")
+fi
+if [ -n "$ca_cert" ]; then
+  # Into the build context's build-ca/ for this build only (the Dockerfile's install stage reads
+  # it there; the image keeps nothing of that stage but the env), and out again however it ends.
+  staged_ca=build-ca/build-runpod-slim-$$.crt
+  trap 'rm -f "$staged_ca"' EXIT
+  cp -- "$ca_cert" "$staged_ca"
 fi
 
 if docker buildx version >/dev/null 2>&1; then

@@ -2,10 +2,10 @@
 
 The module's fixture starts dockerd (scripts/start-dockerd.sh), imports a stand-in base image
 (scripts/make-base-image.sh: these machines cannot pull ubuntu:22.04 from a registry) and
-builds the slim image on it. Then containers run real storage jobs through the image's
-entrypoint, with a host directory as the network volume: the first installs the handler's
-stack into the volume (cold), the next finds it there (warm), and two started at once on an
-empty volume install it once.
+builds the slim image on it (tests/support/docker.py). Then containers run real storage jobs
+through the image's entrypoint, with a host directory as the network volume: the first installs
+the handler's stack into the volume (cold), the next finds it there (warm), and two started at
+once on an empty volume install it once.
 
 Where the scripts cannot have a daemon or the base image (they need root for apt-get, dockerd
 and debootstrap, unless both are there already), the tests are skipped, or fail under CI=true.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -27,51 +26,11 @@ from pathlib import Path
 import pytest
 
 from bench._common import report
+from tests.support.docker import BASE, CA_BUNDLE, build
 
-REPO = Path(__file__).resolve().parents[2]
-BASE = "runpod-slim-test-base:bookworm"
 IMAGE = "runpod-slim:test"
 BUDGET_MB = 55.0
-# TLS to the package index goes through a local CA on the test machines: the host's bundle
-# is mounted over the image's (the image points SSL_CERT_FILE at it, for uv).
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-SETUP_TIMEOUT_S = 900  # apt-get install docker.io, debootstrap
-BUILD_TIMEOUT_S = 1200
 RUN_TIMEOUT_S = 600  # a cold start downloads the storage stack (about 100 packages)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    """No Docker here: a skip on a developer's machine, a failure in CI, which runs everything."""
-    if _in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
-def _script(argv: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-def _image_id(name: str) -> str | None:
-    proc = subprocess.run(
-        ["docker", "image", "inspect", "-f", "{{.Id}}", name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def _docker_version() -> str:
@@ -97,24 +56,7 @@ def image_size(name: str) -> int:
 @pytest.fixture(scope="module")
 def image() -> str:
     """The slim image, freshly built on the stand-in base by build-runpod-slim.sh."""
-    for script in ("scripts/start-dockerd.sh", "scripts/make-base-image.sh"):
-        proc = _script(["bash", script], SETUP_TIMEOUT_S)
-        if proc.returncode != 0:
-            _unavailable(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
-    previous = _image_id(IMAGE)
-    build = [
-        "bash",
-        "build-runpod-slim.sh",
-        *("--base", BASE, "--tag", IMAGE, "--network", "host"),
-    ]
-    proc = _script(build, BUILD_TIMEOUT_S)
-    if proc.returncode != 0:
-        pytest.fail(f"build-runpod-slim.sh failed:\n{proc.stdout[-5000:]}", pytrace=False)
-    print(proc.stdout.strip().splitlines()[-1])
-    if previous and previous != _image_id(IMAGE):
-        # The last run's image, now untagged: remove it rather than leave it dangling.
-        subprocess.run(["docker", "image", "rm", previous], capture_output=True, check=False)
-    return IMAGE
+    return build(IMAGE)
 
 
 @dataclass(frozen=True)
