@@ -341,9 +341,21 @@ def requirements_file(plan: InstallPlan, staging: Path, flash_attn_wheel: Path |
     path = staging / "requirements.txt"
     try:
         path.write_text(text)
+        if _mixed_hashes(plan):
+            (staging / PIP_REQUIREMENTS).write_text(re.sub(r"[ \t]*--hash=\S+", "", text))
     except OSError as exc:
         raise from_os_error(exc, "writing the install's requirements", path) from None
     return path
+
+
+# pip checks every requirement's hash as soon as one has a hash; a resolved custom env has
+# hashes on the GPU stack's lines (and flash-attn's) only, so pip gets them without (uv checks
+# the ones that are there). The flash-attn wheel was checked by its download.
+PIP_REQUIREMENTS = "requirements-pip.txt"
+
+
+def _mixed_hashes(plan: InstallPlan) -> bool:
+    return not plan.lock.hashed and ("--hash=" in plan.lock.text or plan.flash_attn is not None)
 
 
 def install_command(
@@ -376,7 +388,7 @@ def install_command(
             "--index-url",
             settings.index_url,
             "-r",
-            str(requirements),
+            str(requirements.with_name(PIP_REQUIREMENTS) if _mixed_hashes(plan) else requirements),
             *links,
             *hashed,
             *extra,

@@ -15,6 +15,7 @@ import pytest
 
 from bootstrap.cache import Layout
 from bootstrap.deadline import Deadline
+from bootstrap.ensure import custom_profile
 from bootstrap.errors import CacheError, InstallError, InstallTimeoutError, SmokeTestError
 from bootstrap.gpu import no_gpu, parse_gpu_spec
 from bootstrap.installer import (
@@ -244,6 +245,35 @@ def test_a_retry_that_succeeds_is_enough() -> None:
     runner = ScriptedRunner([(2, ["connection reset by peer"]), (0, ["Installed 3 packages"])])
     run_install(["uv"], {}, retries=3, runner=runner, log=print, sleep=lambda _: None)
     assert len(runner.calls) == 2
+
+
+def test_pip_gets_the_custom_stack_without_hashes_and_uv_with_them(
+    make_settings: Make, tmp_path: Path
+) -> None:
+    # A resolved custom env has hashes on the stack's lines only: uv checks those, while pip
+    # would demand a hash for every requirement once one has a hash, and fail.
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "requirements.txt").write_text("pillow\n")
+    settings = make_settings(
+        HANDLER_TYPE="custom",
+        RUNPOD_SLIM_CUSTOM_HANDLER="w:handler",
+        RUNPOD_SLIM_CUSTOM_DIR=str(user),
+        RUNPOD_SLIM_CUSTOM_GPU_STACK="1",
+    )
+    the_plan = plan(custom_profile(settings), no_gpu("x"), "3.11", settings)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    requirements = requirements_file(the_plan, staging, None)
+    uv = install_command(UV, the_plan, staging / "site", requirements, settings, "/py")
+    pip = install_command(PIP, the_plan, staging / "site", requirements, settings, "/py")
+    assert uv[uv.index("-r") + 1] == str(staging / "requirements.txt")
+    assert "--hash=sha256:" in requirements.read_text()
+    pip_file = Path(pip[pip.index("-r") + 1])
+    assert pip_file == staging / "requirements-pip.txt"
+    assert "--hash" not in pip_file.read_text()
+    assert "torchvision==0.22.0" in pip_file.read_text() and "pillow" in pip_file.read_text()
+    assert "--require-hashes" not in pip and "--require-hashes" not in uv
 
 
 # --- smoke test: a real child interpreter on a real site dir ---------------------------------
