@@ -32,6 +32,8 @@ import asyncio
 import base64
 import gc
 import logging
+import os
+import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -42,7 +44,7 @@ from bootstrap.settings import did_you_mean
 
 from .audio_output import SAMPLE_RATE, clean_segment, silence_wav, timestamp, to_srt, to_vtt
 from .base import Handler, JobContext
-from .config import HandlerConfig
+from .config import AUDIO_MAX_DURATION_S, HandlerConfig
 from .errors import JobError
 from .faster_whisper_job import run_faster_whisper
 from .io import decode_base64, fetch_source, volume_path
@@ -78,6 +80,24 @@ def check_language(language: str | None) -> None:
             f"{', '.join(sorted(_LANGUAGE_CODES))}"
             f"{did_you_mean(language, sorted(_LANGUAGE_CODES))}, or leave it out to "
             "detect the language"
+        )
+
+
+# A model name as Hugging Face spells one ("org/name", or a torchaudio pipeline's NAME): never a
+# path, which from_pretrained would load from the worker's own disk.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
+
+
+def check_align_model(name: str | None) -> None:
+    """A model name or a volume:// directory; never a path on the worker's disk."""
+    if name is None or name.startswith("volume://"):
+        return
+    named = _MODEL_NAME.fullmatch(name) and ".." not in name and not os.path.lexists(name)
+    if not named:
+        raise JobError(
+            f"input.align_model={name[:100]!r} is not allowed: give a Hugging Face model name "
+            '(such as "facebook/wav2vec2-base-960h") or a volume:// directory of a wav2vec2 '
+            "CTC model"
         )
 
 
@@ -280,6 +300,7 @@ class AudioHandler(Handler):
                 " set HF_TOKEN on the endpoint or pass input.hf_token"
             )
         check_language(args["language"])
+        check_align_model(args["align_model"])
 
     def _run(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         import whisperx
@@ -371,6 +392,12 @@ class AudioHandler(Handler):
             raise JobError(f"{field} could not be decoded as audio: {reason[:200]}") from None
         if len(audio) == 0:
             raise JobError(f"{field} has no audio samples")
+        seconds, limit = len(audio) / SAMPLE_RATE, self.config.audio_max_duration_s
+        if seconds > limit:  # before any model sees it: time and memory grow with the length
+            raise JobError(
+                f"{field} is {seconds:.0f} s of audio, more than the {limit} s a job may bring "
+                f"({AUDIO_MAX_DURATION_S}): split it into shorter pieces"
+            )
         return audio
 
     def _free(self) -> None:

@@ -25,6 +25,7 @@ VIDEO_MAX_OUTPUT_MB = "RUNPOD_SLIM_VIDEO_MAX_OUTPUT_MB"
 JOB_TIMEOUT_S = "RUNPOD_SLIM_JOB_TIMEOUT_S"
 AUDIO_MODEL = "RUNPOD_SLIM_AUDIO_MODEL"
 AUDIO_MAX_MODELS = "RUNPOD_SLIM_AUDIO_MAX_MODELS"
+AUDIO_MAX_DURATION_S = "RUNPOD_SLIM_AUDIO_MAX_DURATION_S"
 HF_TOKEN = "HF_TOKEN"
 TTS_ENGINES = ("piper", "kokoro")
 # Settings only one handler reads: another handler's worker never parses them, so a bad value
@@ -35,6 +36,7 @@ OWN_SETTINGS = {
     VIDEO_MAX_DURATION_S: "video",
     AUDIO_MODEL: "audio",
     AUDIO_MAX_MODELS: "audio",
+    AUDIO_MAX_DURATION_S: "audio",
 }
 
 
@@ -73,6 +75,7 @@ class HandlerConfig:
     job_timeout_s: int = 3600  # every job's time limit, whatever it does
     audio_model: str = "large-v3"  # the audio handler's Whisper model when a job names none
     audio_max_models: int = 2  # Whisper models the audio handler keeps in memory
+    audio_max_duration_s: int = 4 * 3600  # the longest audio one audio job may bring
     hf_token: str | None = None  # Hugging Face token (diarization); never logged or returned
 
     def secrets(self) -> tuple[str, ...]:
@@ -118,6 +121,7 @@ def load_config(environ: Mapping[str, str], handler_type: str | None = None) -> 
         job_timeout_s=_count(environ, JOB_TIMEOUT_S, 3600),
         audio_model=environ.get(AUDIO_MODEL, "").strip() or "large-v3",
         audio_max_models=_count(environ, AUDIO_MAX_MODELS, 2),
+        audio_max_duration_s=_count(environ, AUDIO_MAX_DURATION_S, 4 * 3600),
         hf_token=environ.get(HF_TOKEN, "").strip() or None,
     )
 

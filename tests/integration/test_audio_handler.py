@@ -488,3 +488,36 @@ def test_the_example_runs(handler: AudioHandler, run_job: Run) -> None:
     assert "error" not in result, result
     assert result["segments"] == [] and result["text"] == ""
     assert result["srt"] == "" and result["vtt"] == "WEBVTT\n\n"
+
+
+def test_audio_longer_than_the_limit_is_refused_once_decoded(
+    audio_environ: dict[str, str], speech: str
+) -> None:
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(base64.b64decode(speech))) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    assert seconds > 3
+    limited = AudioHandler(load_config({**audio_environ, "RUNPOD_SLIM_AUDIO_MAX_DURATION_S": "2"}))
+    job = adapt(limited, lambda job, message: None)
+    # The whisperx schema (task named) and worker-faster_whisper's: both decode, then check.
+    whisperx = {"audio_base64": speech, "task": "transcribe"}
+    for job_input in (whisperx, {"audio_base64": speech, "model": MODEL}):
+        result = asyncio.run(job({"id": "long", "input": job_input}))
+        error = result.get("error", "")
+        found = re.fullmatch(
+            r"input\.audio_base64 is (\d+) s of audio, more than the 2 s a job may bring "
+            r"\(RUNPOD_SLIM_AUDIO_MAX_DURATION_S\): split it into shorter pieces",
+            error,
+        )
+        assert found, result
+        assert abs(int(found.group(1)) - seconds) <= 1
+
+
+def test_align_model_is_never_a_path_on_the_workers_disk(run_job: Run, speech: str) -> None:
+    assert run_job(audio_base64=speech, align=True, align_model="/etc") == {
+        "error": "input.align_model='/etc' is not allowed: give a Hugging Face model name "
+        '(such as "facebook/wav2vec2-base-960h") or a volume:// directory of a wav2vec2 CTC '
+        "model"
+    }
