@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://[^\s'\"<>]+")
-# tempfile.TemporaryDirectory(prefix="runpod-slim-job-") in handler.py: the job's own folder.
+# handlers.workdirs.JOB_PREFIX: the job's own folder (inside its worker's runpod-slim-jobs-*).
 _JOB_DIR = re.compile(r"(?:file:)?(?:/[^\s'\"/]+)*/runpod-slim-job-[A-Za-z0-9_]+/?")
 
 
