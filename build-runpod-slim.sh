@@ -117,7 +117,8 @@ fi
 if [ -n "$ca_cert" ]; then
   # Into the build context's build-ca/ for this build only (the Dockerfile's install stage reads
   # it there; the image keeps nothing of that stage but the env), and out again however it ends.
-  staged_ca=build-ca/build-runpod-slim-$$.crt
+  # Named by its content: the same CA again finds the install stage in the builder's cache.
+  staged_ca=build-ca/build-runpod-slim-$(sha256sum "$ca_cert" | cut -c1-16).crt
   trap 'rm -f "$staged_ca"' EXIT
   cp -- "$ca_cert" "$staged_ca"
 fi
