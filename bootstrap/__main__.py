@@ -143,7 +143,9 @@ def _doctor(args: argparse.Namespace, settings: Settings, env: dict[str, str]) -
     report["env_key"] = the_plan.env_key
     report["skipped"] = [{"package": s.package, "reason": s.reason} for s in the_plan.skipped]
     report["start_would"] = (
-        "start warm from the cache" if warm else f"install {len(the_plan.requirements)} packages"
+        "start warm from the cache"
+        if warm
+        else f"install from {the_plan.lock.path.name} ({len(the_plan.requirements)} requirements)"
     )
     return report
 

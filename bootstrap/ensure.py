@@ -192,7 +192,13 @@ def _hydrate(key: str, found: store.Found, ctx: _Start) -> ReadyEnv | None:
         copy_big = _copy_big_files(found.manifest, ctx)
         staging, fd = store.new_local_staging(ctx.local, key)
         try:
-            hydrate(env_dir, found.manifest["parts"], staging / "site", copy_big=copy_big)
+            hydrate(
+                env_dir,
+                found.manifest["parts"],
+                staging / "site",
+                copy_big=copy_big,
+                hot=found.manifest.get("hot"),
+            )
             _failpoint(ctx.settings, "after-hydrate")
         except DamagedEnvError as exc:
             discard(ctx.local, staging)
@@ -393,17 +399,34 @@ def _install_and_smoke(
             cwd=staging,
             deadline=deadline,
         )
-        phase.detail = f"{len(the_plan.requirements)} packages with {tool.kind}"
+        # Counted from what landed: a custom env's requirements resolve to more than they name.
+        phase.detail = f"{len(installed_distributions(site))} packages with {tool.kind}"
     _failpoint(settings, "after-install")
+    hot_pages = staging / "hot-pages.json" if ctx.store == "packed" else None
     with start.phase("smoke") as phase:
-        smoke_test(the_plan, site, runner=runner, log=start.log, environ=ctx.environ)
+        smoke_test(
+            the_plan, site, runner=runner, log=start.log, environ=ctx.environ, hot_pages=hot_pages
+        )
         phase.detail = "ok"
     _failpoint(settings, "after-smoke")
     size, files = dir_size(site)
     manifest = _manifest(the_plan, tool.kind, began, size, files)
     manifest["resolved"] = installed_distributions(site)
     manifest["sentinels"] = store.sentinels(site)
+    if hot_pages is not None:
+        manifest["hot"] = _read_hot_pages(hot_pages)
     return manifest
+
+
+def _read_hot_pages(path: Path) -> dict[str, object]:
+    """What the smoke test's imports touched of the large files ({} when it could not tell)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _publish_in_place(

@@ -521,7 +521,7 @@ def install_indexes(argv: Sequence[str]) -> str:
 
 
 _SMOKE = r"""
-import importlib, os, re, site, sys, traceback
+import importlib, json, os, re, site, sys, traceback
 from importlib import metadata
 target, cuda, rest = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
 split = rest.index("--") if "--" in rest else len(rest)
@@ -596,6 +596,42 @@ if cuda:
     if "flash_attn" in modules:
         print("smoke: import flash_attn_2_cuda", flush=True)
         import flash_attn_2_cuda  # the CUDA extension; a wheel without it imports silently
+hot = os.environ.get("RUNPOD_SLIM_HOT_PAGES")
+if hot:
+    # Which pages of the env's large files these imports touched: a packed env's hydration
+    # reads them ahead in a few large reads instead of one round trip per page fault.
+    page = os.sysconf("SC_PAGE_SIZE")
+    ranges = {}
+    try:
+        with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb") as pagemap:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) < 6 or not fields[5].strip().startswith(real):
+                    continue
+                path = fields[5].strip()
+                if os.path.getsize(path) < 1 << 20:
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                offset = int(fields[2], 16)
+                pagemap.seek(start // page * 8)
+                entries = pagemap.read((end - start) // page * 8)
+                rel = os.path.relpath(path, real)
+                for i in range(len(entries) // 8):
+                    if entries[i * 8 + 7] & 0x80:  # bit 63: present
+                        ranges.setdefault(rel, []).append(offset + i * page)
+    except OSError:
+        ranges = {}
+    merged = {}
+    for rel, offsets in ranges.items():
+        spans = []
+        for at in sorted(set(offsets)):
+            if spans and at - (spans[-1][0] + spans[-1][1]) <= 256 << 10:
+                spans[-1][1] = at + page - spans[-1][0]
+            else:
+                spans.append([at, page])
+        merged[rel] = spans
+    with open(hot, "w") as out:
+        json.dump(merged, out)
 print("smoke: ok", flush=True)
 """
 _FAILED = "smoke-failed\t"
@@ -624,8 +660,13 @@ def smoke_test(
     log: Callable[[str], None],
     python: str = sys.executable,
     environ: Mapping[str, str] = os.environ,
+    hot_pages: Path | None = None,
 ) -> None:
-    """Import what was installed, in a fresh interpreter, from the env and nowhere else."""
+    """Import what was installed, in a fresh interpreter, from the env and nowhere else.
+
+    With `hot_pages`, the child also writes there which pages of the env's large files its
+    imports touched (bootstrap/packed.py reads them ahead when it hydrates the env).
+    """
     argv = [
         python,
         "-s",
@@ -640,6 +681,8 @@ def smoke_test(
     # exactly the modules a worker imports, so no start after this one compiles them again.
     dropped = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in environ.items() if k not in dropped}
+    if hot_pages is not None:
+        env["RUNPOD_SLIM_HOT_PAGES"] = str(hot_pages)
     said: list[str] = []
     code, tail = runner(argv, env, site.parent, said.append)
     if code != 0:

@@ -109,3 +109,53 @@ def test_a_missing_or_resized_big_file_is_refused(tmp_path: Path) -> None:
 def test_a_manifest_of_another_form_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DamagedEnvError, match="does not describe a packed-2 env"):
         hydrate(tmp_path, {"format": "packed-1"}, tmp_path / "site", copy_big=False)
+
+
+def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> None:
+    """The pagemap walk of installer._SMOKE: pages an import maps of a large file, coalesced."""
+    import subprocess
+    import sys
+
+    from bootstrap.installer import _SMOKE
+
+    site = tmp_path / "site"
+    (site / "mapper").mkdir(parents=True)
+    with (site / "mapper" / "blob.bin").open("wb") as blob:
+        blob.write(os.urandom(16 * BIG))
+        blob.flush()
+        os.fsync(blob.fileno())
+        # Out of the page cache, so that only what the import touches gets mapped.
+        os.posix_fadvise(blob.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    (site / "mapper" / "__init__.py").write_text(
+        "import mmap, os\n"
+        "_f = open(os.path.join(os.path.dirname(__file__), 'blob.bin'), 'rb')\n"
+        "_m = mmap.mmap(_f.fileno(), 0, prot=mmap.PROT_READ)\n"
+        "_m[0]; _m[12 * 1024 * 1024]\n"  # two pages, 12 MiB apart
+    )
+    hot = tmp_path / "hot.json"
+    subprocess.run(
+        [sys.executable, "-s", "-c", _SMOKE, str(site), "0", "mapper"],
+        env={**os.environ, "RUNPOD_SLIM_HOT_PAGES": str(hot)},
+        check=True,
+        capture_output=True,
+    )
+    spans = json.loads(hot.read_text())["mapper/blob.bin"]
+    page = os.sysconf("SC_PAGE_SIZE")
+    # The kernel maps a few neighbours too (fault-around, large folios); the places stay apart.
+    assert len(spans) == 2, spans
+    assert spans[0][0] == 0 and spans[1][0] <= 12 * BIG < spans[1][0] + spans[1][1]
+    assert all(length % page == 0 and length <= 2 * BIG for _s, length in spans)
+
+
+def test_hydrate_reads_hot_ranges_ahead_and_ignores_bad_ones(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    env = tmp_path / "volume-env"
+    parts = pack(site, env)
+    hot = {
+        "pkg/_native.so": [[0, 8192], [BIG, 4096]],
+        "../../outside": [[0, 10]],  # never read: not a path inside the env
+        "gone.so": [[0, 10]],  # missing: a head start only, nothing fails
+    }
+    out = tmp_path / "local" / "site"
+    hydrate(env, parts, out, copy_big=False, hot=hot)
+    assert tree(out) == tree(site)
