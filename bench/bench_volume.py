@@ -100,17 +100,21 @@ def bench_handler(
         "HANDLER_TYPE": handler,
         "RUNPOD_SLIM_VOLUME": str(tmp / "no-volume"),
     }
+    def node(cache: Path, store: str, local: str) -> dict[str, str]:
+        """A worker's environment: its cache, how envs are kept, its container disk."""
+        return {
+            **base,
+            "RUNPOD_SLIM_CACHE": str(cache),
+            "RUNPOD_SLIM_ENV_STORE": store,
+            "RUNPOD_SLIM_LOCAL_DIR": str(tmp / local),
+        }
+
     local_cache = tmp / "local-cache"
-    local_env = {
-        **base,
-        "RUNPOD_SLIM_CACHE": str(local_cache),
-        "RUNPOD_SLIM_ENV_STORE": "in-place",
-        "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-a"),
-    }
+    local_env = node(local_cache, "in-place", "local-a")
     out: dict[str, object] = {}
     # Not timed: the first download from the index also fills whatever caches lie between
     # this machine and the index, which would favour every install after the first.
-    install({**local_env, "RUNPOD_SLIM_CACHE": str(tmp / "warm-up")})
+    install(node(tmp / "warm-up", "in-place", "local-a"))
     shutil.rmtree(tmp / "warm-up")
     shutil.rmtree(tmp / "local-a", ignore_errors=True)
     ready, _ = install(local_env)
@@ -119,25 +123,15 @@ def bench_handler(
     with moosefs_cluster(tmp, latency_ms=cold_latency, via_proxy=True) as fs:
         node0, node1 = fs.mounts
         cold["rtt_ms"] = round(fs.lookup_rtt_us(0) / 1000, 2)
-        packed_env = {
-            **base,
-            "RUNPOD_SLIM_CACHE": str(node0 / "packed"),
-            "RUNPOD_SLIM_ENV_STORE": "packed",
-            "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-b"),
-        }
-        ready, published = install(packed_env)
+        ready, published = install(node(node0 / "packed", "packed", "local-b"))
         cold["moosefs_packed_s"] = round(ready, 2)
         cold["moosefs_packed_published_s"] = round(published, 2)
         cold["packed_on_volume"] = footprint(node0 / "packed")
         in_place_root = node0 / "in-place"
         if not skip_cold_in_place:
-            in_place_env = {
-                **base,
-                "RUNPOD_SLIM_CACHE": str(in_place_root),
-                "RUNPOD_SLIM_ENV_STORE": "in-place",
-                "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-c"),
-            }
-            cold["moosefs_in_place_s"] = round(install(in_place_env)[0], 2)
+            cold["moosefs_in_place_s"] = round(
+                install(node(in_place_root, "in-place", "local-c"))[0], 2
+            )
             cold["in_place_on_volume"] = footprint(in_place_root)
         else:
             # The same env in place on the volume, copied there (quickly) for the warm runs.
@@ -147,42 +141,27 @@ def bench_handler(
         out["cold"] = cold
 
         warm: dict[str, object] = {}
-        warm["local_disk"] = warm_runs(None, None, local_env, handler, runs)
+        local_s = warm_runs(None, None, local_env, handler, runs)
+        warm["local_disk"] = local_s
         for latency in latencies:
             fs.set_latency(latency)
-            row: dict[str, object] = {}
-            row["in_place"] = warm_runs(
-                fs,
-                1,
-                {
-                    **base,
-                    "RUNPOD_SLIM_CACHE": str(node1 / "in-place"),
-                    "RUNPOD_SLIM_ENV_STORE": "in-place",
-                    "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-d"),
-                },
-                handler,
-                runs,
+            in_place = warm_runs(
+                fs, 1, node(node1 / "in-place", "in-place", "local-d"), handler, runs
             )
-            row["packed"] = warm_runs(
+            packed = warm_runs(
                 fs,
                 1,
-                {
-                    **base,
-                    "RUNPOD_SLIM_CACHE": str(node1 / "packed"),
-                    "RUNPOD_SLIM_ENV_STORE": "packed",
-                    "RUNPOD_SLIM_LOCAL_DIR": str(tmp / "local-e"),
-                },
+                node(node1 / "packed", "packed", "local-e"),
                 handler,
                 runs,
                 fresh_local=tmp / "local-e",
             )
-            local_s = warm["local_disk"]["median_s"]  # type: ignore[index]
-            row["packed_over_local"] = ratio(row["packed"]["median_s"], local_s)  # type: ignore[index]
-            row["in_place_over_packed"] = ratio(
-                row["in_place"]["median_s"],  # type: ignore[index]
-                row["packed"]["median_s"],  # type: ignore[index]
-            )
-            warm[f"latency_{latency:g}ms"] = row
+            warm[f"latency_{latency:g}ms"] = {
+                "in_place": in_place,
+                "packed": packed,
+                "packed_over_local": ratio(packed["median_s"], local_s["median_s"]),
+                "in_place_over_packed": ratio(in_place["median_s"], packed["median_s"]),
+            }
         out["warm_to_imports_done"] = warm
     return out
 
