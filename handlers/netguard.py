@@ -121,27 +121,32 @@ class Guard:
         raise last
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, *, guard: Guard, **kwargs: Any) -> None:
-        super().__init__(host, **kwargs)
+class _GuardedConnect:
+    """http.client connects through `_create_connection`: here, the guard's checked socket."""
+
+    _guard: Guard
+    _create_connection: Any
+
+    def _connect_through(self, guard: Guard) -> None:
         self._guard = guard
-        # http.client connects through this attribute: the guard's socket instead.
         self._create_connection = self._pinned
 
     def _pinned(self, address: tuple[str, int], timeout: Any, source: Any = None) -> socket.socket:
         return self._guard.connect(address[0], address[1], _seconds(timeout))
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class _PinnedHTTPConnection(_GuardedConnect, http.client.HTTPConnection):
+    def __init__(self, host: str, *, guard: Guard, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self._connect_through(guard)
+
+
+class _PinnedHTTPSConnection(_GuardedConnect, http.client.HTTPSConnection):
     # HTTPSConnection.connect() calls HTTPConnection.connect() (the guard's socket), then
     # wraps it with server_hostname=self.host: SNI and certificate checks use the name.
     def __init__(self, host: str, *, guard: Guard, **kwargs: Any) -> None:
         super().__init__(host, **kwargs)
-        self._guard = guard
-        self._create_connection = self._pinned
-
-    def _pinned(self, address: tuple[str, int], timeout: Any, source: Any = None) -> socket.socket:
-        return self._guard.connect(address[0], address[1], _seconds(timeout))
+        self._connect_through(guard)
 
 
 def _seconds(timeout: Any) -> float | None:
