@@ -151,7 +151,8 @@ def build_handler(environ: Mapping[str, str], config: HandlerConfig | None = Non
         took = (time.perf_counter() - began) * 1000
         LOG.info("state=ready handler=%s set up (%.0f ms)", handler.name, took)
     except Exception as exc:
-        handler.setup_error = f"{type(exc).__name__}: {exc}"
+        # What the jobs report: the message, not the exception's type (the log has the rest).
+        handler.setup_error = str(exc) or "it failed without saying why; the worker's log has it"
         LOG.error(
             "handler %s setup failed; every job will report it:\n%s",
             handler.name,

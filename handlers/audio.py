@@ -239,8 +239,8 @@ class AudioHandler(Handler):
         except Exception as exc:
             what = f"input.align_model={name!r}" if name else f"language {language!r}"
             raise JobError(
-                f"no alignment model for {what} could be loaded ({type(exc).__name__}: "
-                f"{str(exc)[:200]}); put a wav2vec2 CTC model directory on the volume and "
+                f"no alignment model for {what} could be loaded ({str(exc)[:200]}); put a "
+                "wav2vec2 CTC model directory on the volume and "
                 'pass align_model="volume://models/align/NAME", or allow network access to '
                 "huggingface.co"
             ) from None
@@ -259,7 +259,7 @@ class AudioHandler(Handler):
         except Exception as exc:
             raise JobError(
                 f"the diarization model {DIARIZATION_MODEL} could not be loaded "
-                f"({type(exc).__name__}: {str(exc)[:200]}); accept its terms on huggingface.co "
+                f"({str(exc)[:200]}); accept its terms on huggingface.co "
                 "with the account of the token, and allow network access to huggingface.co"
             ) from None
         with self._loading:

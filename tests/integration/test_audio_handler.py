@@ -305,7 +305,7 @@ def test_diarization_assigns_speakers_and_never_shows_the_token(
         handler._diarizer = None
         assert run_job(audio_base64=speech, diarize=True, hf_token=TOKEN) == {
             "error": "the diarization model pyannote/speaker-diarization-3.1 could not be loaded "
-            "(RuntimeError: 401 Unauthorized for token ***); accept its terms on huggingface.co "
+            "(401 Unauthorized for token ***); accept its terms on huggingface.co "
             "with the account of the token, and allow network access to huggingface.co"
         }
     finally:

@@ -386,7 +386,7 @@ def test_kokoro_as_the_default_engine_fails_setup_and_every_job_says_why(
 ) -> None:
     broken = build_handler({**tts_environ, "RUNPOD_SLIM_TTS_ENGINE": "kokoro"})
     reason = kokoro_error(volume, "config.json or kokoro-v1_0.pth")
-    expected = [{"error": f"tts setup failed: SetupError: {reason}"}]
+    expected = [{"error": f"tts setup failed: {reason}"}]
     job = adapt(broken, lambda job, message: None)
 
     async def collect() -> list[dict[str, Any]]:

@@ -131,10 +131,10 @@ def test_setup_failure_is_reported_on_every_job() -> None:
     handler = BrokenSetup(CONFIG)
     with pytest.raises(RuntimeError):
         handler.setup()
-    handler.setup_error = "RuntimeError: model file missing: put it at /runpod-volume/models/x"
+    handler.setup_error = "model file missing: put it at /runpod-volume/models/x"
     for _ in range(2):
         assert run(handler, {"id": "j", "input": {}}) == {
-            "error": "broken setup failed: RuntimeError: model file missing: put it at "
+            "error": "broken setup failed: model file missing: put it at "
             "/runpod-volume/models/x"
         }
 
