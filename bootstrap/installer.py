@@ -478,7 +478,31 @@ def run_install(
     """Run the install command, retrying with backoff when its output says the network failed.
 
     With a deadline, the command is killed when it runs out, and no retry starts after it.
+    The installer's temporary files go under cwd (the staging dir), so that an install killed
+    at its deadline, or with the worker, leaves none in the machine's temp dir.
     """
+    if cwd is not None:
+        scratch = cwd / ".tmp"
+        scratch.mkdir(exist_ok=True)
+        env = {**env, "TMPDIR": str(scratch)}
+        try:
+            _run_install(argv, env, retries, runner, log, cwd, sleep, deadline)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    _run_install(argv, env, retries, runner, log, cwd, sleep, deadline)
+
+
+def _run_install(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    retries: int,
+    runner: Runner,
+    log: Callable[[str], None],
+    cwd: Path | None,
+    sleep: Callable[[float], None],
+    deadline: Deadline | None,
+) -> None:
     attempt = 0
     while True:
         on_line = lambda line: log(f"install: {line}")  # noqa: E731

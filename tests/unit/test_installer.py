@@ -554,3 +554,22 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")  # a zombie has exited; only its reaping is left
+
+
+def test_the_installers_temporary_files_stay_in_staging_and_go_after(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def runner(
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path | None,
+        on_line: Callable[[str], None],
+        timeout_s: float | None = None,
+    ) -> tuple[int, list[str]]:
+        seen.append(env["TMPDIR"])
+        (Path(env["TMPDIR"]) / "pip-unpack-x").mkdir()  # what a killed pip would leave
+        return 0, []
+
+    run_install(["uv", "pip", "install"], {}, retries=0, runner=runner, log=print, cwd=tmp_path)
+    assert seen == [str(tmp_path / ".tmp")]
+    assert not (tmp_path / ".tmp").exists()
