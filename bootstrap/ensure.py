@@ -148,7 +148,7 @@ def ensure(
         local = Layout(settings.local_root)
         ctx = _Start(settings, layout, local, kind, start, environ, runner, which, sleep)
         with start.phase("lookup") as phase:
-            found = store.find(kind, layout, ctx.local, the_plan.env_key)
+            found = store.find(layout, ctx.local, the_plan.env_key)
             phase.detail = found.damaged or found.detail
         env = found.env or (_hydrate(the_plan.env_key, found, ctx) if found.manifest else None)
         if env is None:
@@ -264,7 +264,7 @@ def _install(the_plan: InstallPlan, ctx: _Start) -> ReadyEnv:
     held = [lock]
     try:
         # Published between our lookup and our lock, or still there and damaged?
-        found = store.find(ctx.store, layout, ctx.local, key)
+        found = store.find(layout, ctx.local, key)
         if found.env is None and found.manifest and found.manifest_sha256 not in damaged:
             env = _hydrate(key, found, ctx)
             if env is not None:
@@ -288,7 +288,7 @@ def _wait_for_lock(lock: InstallLock, key: str, ctx: _Start, damaged: set[str]) 
     deadline = time.monotonic() + timeout_s
     announced = False
     while True:
-        found = store.find(ctx.store, layout, ctx.local, key)
+        found = store.find(layout, ctx.local, key)
         if found.env is not None:
             return found.env
         if found.manifest and found.manifest_sha256 not in damaged:
@@ -479,7 +479,7 @@ def _publish_packed(
                 phase.detail = f"{env_dir} ({_size(manifest)}) as {describe(parts)}"
             else:
                 phase.detail = "another installer published it first; this copy stays local"
-        found = store.find(ctx.store, ctx.layout, ctx.local, key)
+        found = store.find(ctx.layout, ctx.local, key)
         if found.manifest_sha256:
             store.mark_hydrated(local_env, key, found.manifest_sha256)
     except Exception as exc:
@@ -496,7 +496,7 @@ def _publish_packed(
 
 def _published(key: str, ctx: _Start) -> ReadyEnv:
     """The env another installer published while this one worked (a lost race)."""
-    found = store.find(ctx.store, ctx.layout, ctx.local, key)
+    found = store.find(ctx.layout, ctx.local, key)
     env = found.env or (_hydrate(key, found, ctx) if found.manifest else None)
     if env is None:
         raise CacheError(

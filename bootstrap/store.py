@@ -56,8 +56,13 @@ def choose(env_store: str, cache_root: Path, local_root: Path) -> str:
     return "in-place" if _device(cache_root) == _device(local_root) else "packed"
 
 
-def find(store: str, layout: Layout, local: Layout, key: str) -> Found:
-    """The env for `key`: ready, to hydrate, damaged, or absent."""
+def find(layout: Layout, local: Layout, key: str) -> Found:
+    """The env for `key`: ready, to hydrate, damaged, or absent.
+
+    An env is used in the form it was published in, whatever this worker's own store setting
+    (which decides only how the envs it installs are published): a worker never sets aside a
+    sound env because another worker sharing the volume was configured otherwise.
+    """
     env_dir = layout.env_dir(key)
     try:
         raw = (env_dir / MANIFEST).read_bytes()
@@ -70,15 +75,11 @@ def find(store: str, layout: Layout, local: Layout, key: str) -> Found:
     manifest = _parse(raw)
     if manifest is None:
         return Found(damaged=f"{env_dir / MANIFEST} is truncated or not a complete manifest")
-    if store == "in-place":
-        if "parts" in manifest:
-            return Found(damaged=f"{env_dir} is packed, and this worker uses envs in place")
+    if "parts" not in manifest:
         missing = check_sentinels(env_dir / "site", manifest)
         if missing:
             return Found(damaged=missing)
         return Found(ReadyEnv(key, env_dir, manifest, cold=False), detail="warm, in place")
-    if "parts" not in manifest:
-        return Found(damaged=f"{env_dir} is an in-place env, and this worker uses packed envs")
     digest = hashlib.sha256(raw).hexdigest()
     local_env = local.env_dir(key)
     if _marker_sha256(local_env) == digest and not check_sentinels(local_env / "site", manifest):

@@ -68,12 +68,12 @@ def test_sentinels_name_top_level_modules(tmp_path: Path) -> None:
 
 def test_find_in_place(tmp_path: Path) -> None:
     cache, local = Layout(tmp_path / "cache"), Layout(tmp_path / "local")
-    assert find("in-place", cache, local, KEY).detail.startswith("cold")
+    assert find(cache, local, KEY).detail.startswith("cold")
     env = publish_in_place(cache)
-    found = find("in-place", cache, local, KEY)
+    found = find(cache, local, KEY)
     assert found.env is not None and found.env.path == env and not found.damaged
     (env / "site" / "six.py").unlink()
-    assert find("in-place", cache, local, KEY).damaged == f"{env}/site/six.py is missing"
+    assert find(cache, local, KEY).damaged == f"{env}/site/six.py is missing"
 
 
 def test_damaged_manifests_are_named(tmp_path: Path) -> None:
@@ -81,19 +81,20 @@ def test_damaged_manifests_are_named(tmp_path: Path) -> None:
     env = publish_in_place(cache)
     manifest = env / "manifest.json"
     manifest.write_text(manifest.read_text()[:20])
-    assert "is truncated or not a complete manifest" in find("in-place", cache, local, KEY).damaged
+    assert "is truncated or not a complete manifest" in find(cache, local, KEY).damaged
     manifest.write_text("")
-    assert "is truncated" in find("packed", cache, local, KEY).damaged
+    assert "is truncated" in find(cache, local, KEY).damaged
     manifest.unlink()
-    assert find("in-place", cache, local, KEY).damaged == f"{env} has no manifest.json"
+    assert find(cache, local, KEY).damaged == f"{env} has no manifest.json"
 
 
 def test_find_packed_hydrate_then_warm_locally(tmp_path: Path) -> None:
     cache, local = Layout(tmp_path / "cache"), Layout(tmp_path / "local")
     env = publish_packed(cache, tmp_path)
-    found = find("packed", cache, local, KEY)
+    found = find(cache, local, KEY)
     assert found.env is None and found.manifest is not None and found.manifest_sha256
-    assert "packed" in find("in-place", cache, local, KEY).damaged
+    # A worker set to keep envs in place still uses a packed one, as it was published.
+    assert find(cache, local, KEY).manifest is not None
 
     staging, fd = new_local_staging(local, KEY)
     (staging / "site").mkdir()
@@ -101,18 +102,18 @@ def test_find_packed_hydrate_then_warm_locally(tmp_path: Path) -> None:
     (staging / "site" / "boto3").mkdir()
     (staging / "site" / "boto3" / "__init__.py").write_text("x = 1\n")
     local_env = finish_local(local, KEY, staging, fd, found.manifest_sha256)
-    again = find("packed", cache, local, KEY)
+    again = find(cache, local, KEY)
     assert again.env is not None and again.env.path == local_env and again.env.home == env
 
     # The volume's env was set aside and rebuilt: its new manifest means hydrating anew.
     raw = json.loads((env / "manifest.json").read_text())
     write_manifest(env, {**raw, "published_at": 2.0})
-    assert find("packed", cache, local, KEY).env is None
+    assert find(cache, local, KEY).env is None
     # A file missing from the local copy: hydrate again, too.
     write_manifest(env, raw)
-    assert find("packed", cache, local, KEY).env is not None
+    assert find(cache, local, KEY).env is not None
     (local_env / "site" / "six.py").unlink()
-    assert find("packed", cache, local, KEY).env is None
+    assert find(cache, local, KEY).env is None
 
 
 def test_sweep_removes_only_dead_processes_staging(tmp_path: Path) -> None:
