@@ -177,7 +177,7 @@ def hydrate(
             raise DamagedEnvError(f"{source} is missing") from None
         if size != entry["size"]:
             raise DamagedEnvError(f"{source} has {size} bytes, its manifest says {entry['size']}")
-        os.symlink(source, target)
+        os.symlink(os.path.abspath(source), target)  # a relative cache path stays valid
 
     tasks: list[Callable[[], None]] = [functools.partial(unpack, entry) for entry in archives]
     if not copy_big:

@@ -159,3 +159,14 @@ def test_hydrate_reads_hot_ranges_ahead_and_ignores_bad_ones(tmp_path: Path) -> 
     out = tmp_path / "local" / "site"
     hydrate(env, parts, out, copy_big=False, hot=hot)
     assert tree(out) == tree(site)
+
+
+def test_links_hold_when_the_cache_path_is_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path)
+    parts = pack(site, tmp_path / "volume-env")
+    monkeypatch.chdir(tmp_path)  # RUNPOD_SLIM_CACHE=./... gives relative paths
+    hydrate(Path("volume-env"), parts, tmp_path / "local" / "site", copy_big=False)
+    monkeypatch.chdir("/")
+    assert tree(tmp_path / "local" / "site") == tree(site)
