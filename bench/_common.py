@@ -32,6 +32,13 @@ def machine() -> str:
 
 def timed(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = REPO) -> float:
     """Wall seconds of one run; fails loudly if the command fails."""
+    return run_timed(argv, env, cwd)[0]
+
+
+def run_timed(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = REPO
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Wall seconds of one run, and the run (its output, to read); fails loudly if it fails."""
     began = time.perf_counter()
     proc = subprocess.run(
         list(argv),
@@ -44,7 +51,7 @@ def timed(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path =
     took = time.perf_counter() - began
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return took
+    return took, proc
 
 
 def report(name: str, data: dict[str, object]) -> Path:

@@ -29,13 +29,11 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import REPO, report
+from _common import REPO, report, run_timed
 
 sys.path.insert(0, str(REPO))
 from tests.support.moosefs import MooseFS, drop_page_cache, moosefs_cluster
@@ -168,18 +166,7 @@ def bench_handler(
 
 def install(env: dict[str, str]) -> tuple[float, float]:
     """(seconds to ready, seconds to the process's end): a packed env is published after."""
-    began = time.perf_counter()
-    run = subprocess.run(
-        [sys.executable, "-m", "bootstrap", "install"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    took = time.perf_counter() - began
-    if run.returncode != 0:
-        raise SystemExit(f"install failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    took, run = run_timed([sys.executable, "-m", "bootstrap", "install"], env)
     ready = re.search(r"state=ready env=\S+ cold in ([0-9.]+) s", run.stderr)
     if ready is None:
         raise SystemExit(f"no cold ready line in the install's log:\n{run.stderr[-3000:]}")
@@ -204,18 +191,8 @@ def warm_runs(
             rtts.append(fs.lookup_rtt_us(node) / 1000)
         if not drop_page_cache():
             raise SystemExit("cannot drop the page cache (needs root): the figures would lie")
-        began = time.perf_counter()
-        run = subprocess.run(
-            [sys.executable, "-c", WARM, *IMPORTS[handler]],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        times.append(time.perf_counter() - began)
-        if run.returncode != 0:
-            raise SystemExit(f"warm start failed:\n{run.stderr[-3000:]}")
+        took, run = run_timed([sys.executable, "-c", WARM, *IMPORTS[handler]], env)
+        times.append(took)
         hydrated = re.search(r"hydrate: .*\(([0-9.]+) (ms|s)\)$", run.stderr, re.MULTILINE)
         if hydrated:
             hydrations.append(float(hydrated[1]) / (1000 if hydrated[2] == "ms" else 1))
