@@ -47,7 +47,7 @@ from .base import Handler, JobContext
 from .config import AUDIO_MAX_DURATION_S, HandlerConfig
 from .errors import JobError
 from .faster_whisper_job import run_faster_whisper
-from .io import decode_base64, fetch_source, volume_path
+from .io import volume_path
 from .validation import Field, validate
 from .whisper_compat import FASTER_WHISPER, read_request, recognise
 from .whisper_models import COMPUTE_TYPES, LoadedModel, WhisperModels
@@ -375,14 +375,8 @@ class AudioHandler(Handler):
     def _decode(
         self, job: JobContext, args: dict[str, Any], decode: Callable[..., Samples]
     ) -> Samples:
-        if args["audio"] is not None:
-            field = "input.audio"
-            path, _ = fetch_source(
-                args["audio"], field, job.input, self.config, job.workdir / "audio", job.secrets
-            )
-        else:
-            field = "input.audio_base64"
-            path, _ = decode_base64(args["audio_base64"], field, job.workdir / "audio", self.config)
+        field = "input.audio" if args["audio"] is not None else "input.audio_base64"
+        path, _ = job.fetch("audio", args["audio"], args["audio_base64"])
         try:
             audio = decode(str(path), sampling_rate=SAMPLE_RATE)
         except Exception as exc:

@@ -16,10 +16,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .config import JOB_TIMEOUT_S, HandlerConfig
 from .errors import JobError
+
+if TYPE_CHECKING:
+    from .io import Target
 
 T = TypeVar("T")
 
@@ -74,6 +77,64 @@ class JobContext:
     def keep_secret(self, value: str | None) -> None:
         if value:
             self.secrets.append(value)
+
+    # --- the job's files: every source and result goes through these two -------------------
+
+    def fetch(
+        self,
+        name: str,
+        url: str | None,
+        data: str | None,
+        dest: Target | None = None,
+    ) -> tuple[Path, str | None]:
+        """The file given as `input.<name>` (a URL) or `input.<name>_base64`: exactly one.
+
+        Lands at `dest` (default: `<workdir>/<name>`), written atomically, under the size
+        limit: (local path, sha256). A volume:// source is read in place (its own path, no
+        sha256 yet). Blocking: run in a thread.
+        """
+        from . import io
+
+        if (url is None) == (data is None):
+            raise JobError(f"give exactly one of input.{name} and input.{name}_base64")
+        target = dest if dest is not None else self.workdir / name
+        if url is not None:
+            self.progress(f"fetching {io.shown_url(url)}")
+            return io.fetch_source(
+                url,
+                f"input.{name}",
+                self.input,
+                self.config,
+                target,
+                self.secrets,
+                deadline=self.deadline,
+            )
+        return io.decode_base64(data or "", f"input.{name}_base64", target, self.config)
+
+    def deliver(
+        self,
+        path: Path,
+        destination: str | None,
+        *,
+        field: str = "input.destination",
+        expires_s: int = 3600,
+    ) -> dict[str, Any]:
+        """Put a result file at `destination` (s3://, volume://), or inline when it fits.
+
+        Returns the output fields (see io.deliver). Blocking: run in a thread.
+        """
+        from . import io
+
+        return io.deliver(
+            path,
+            destination,
+            field,
+            self.input,
+            self.config,
+            self.secrets,
+            job_id=self.id,
+            expires_s=expires_s,
+        )
 
 
 MODEL_CACHE = "hub"  # under the cache root: out of every job's reach (handlers.volume)

@@ -26,9 +26,6 @@ from .io import (
     Target,
     copy_file,
     credentials_for,
-    decode_base64,
-    deliver,
-    fetch_source,
     parse_s3,
     presign,
     s3_client,
@@ -103,8 +100,6 @@ class StorageHandler(Handler):
     # Each action runs in a worker thread: boto3 and file I/O block.
 
     def _copy(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-        if (args["source"] is None) == (args["source_base64"] is None):
-            raise JobError("give exactly one of input.source and input.source_base64")
         destination = args["destination"]
         to_volume = scheme_of(destination, "input.destination", ("s3", "volume")) == "volume"
         # Bytes for the volume land at their final path at once (atomically): no second copy.
@@ -114,21 +109,7 @@ class StorageHandler(Handler):
             volume.check_destination(target)
         else:
             target = job.workdir / _basename(destination)
-        if args["source"] is not None:
-            job.progress(f"fetching {args['source']}")
-            local, digest = fetch_source(
-                args["source"],
-                "input.source",
-                job.input,
-                job.config,
-                target,
-                job.secrets,
-                deadline=job.deadline,
-            )
-        else:
-            local, digest = decode_base64(
-                args["source_base64"], "input.source_base64", target, job.config
-            )
+        local, digest = job.fetch("source", args["source"], args["source_base64"], target)
         if isinstance(target, volume.VolumePath):
             if digest is None:  # a volume:// source, read in place
                 digest = sha256_of(local)
@@ -139,16 +120,7 @@ class StorageHandler(Handler):
         with ThreadPoolExecutor(max_workers=1) as pool:
             # A volume:// source is hashed while it uploads: both read it from the page cache.
             hashing = pool.submit(sha256_of, local) if digest is None else None
-            delivered = deliver(
-                local,
-                destination,
-                "input.destination",
-                job.input,
-                job.config,
-                job.secrets,
-                job_id=job.id,
-                expires_s=args["expires_s"],
-            )
+            delivered = job.deliver(local, destination, expires_s=args["expires_s"])
             if hashing is not None:
                 digest = hashing.result()
         return {**delivered, "sha256": digest}

@@ -71,7 +71,7 @@ from . import volume
 from .base import Handler, JobContext
 from .config import TTS_ENGINES, HandlerConfig
 from .errors import JobError, SetupError
-from .io import credentials_for, deliver, parse_s3, scheme_of
+from .io import credentials_for, parse_s3, scheme_of
 from .validation import Field, validate
 from .volume import shorten
 
@@ -607,15 +607,7 @@ class TTSHandler(Handler):
 
         path = job.workdir / f"speech.{args['format']}"
         path.write_bytes(encode(np.concatenate(spoken), rate, args["format"]))
-        delivered = deliver(
-            path,
-            args["destination"],
-            "input.destination",
-            job.input,
-            job.config,
-            job.secrets,
-            job_id=job.id,
-        )
+        delivered = job.deliver(path, args["destination"])
         if "base64" in delivered:
             delivered["audio_base64"] = delivered.pop("base64")
         return delivered

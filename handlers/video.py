@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 from .base import Handler, JobContext
 from .config import VIDEO_MAX_OUTPUT_MB, VIDEO_MAX_PIXELS, HandlerConfig
 from .errors import JobError
-from .io import decode_base64, deliver, fetch_source
 from .media import MediaInfo, encoder_works, find_ffmpeg, input_args, probe, run_ffmpeg, seconds
 from .validation import Field, validate
 
@@ -718,29 +717,12 @@ def _source_field(args: Mapping[str, Any]) -> str:
 
 
 def _fetch(job: JobContext, args: Mapping[str, Any]) -> Path:
-    if (args["video"] is None) == (args["video_base64"] is None):
-        raise JobError("give exactly one of input.video and input.video_base64")
-    dest = job.workdir / "source"
-    if args["video"] is not None:
-        job.progress(f"fetching {args['video']}")
-        path, _ = fetch_source(
-            args["video"], "input.video", job.input, job.config, dest, job.secrets
-        )
-        return path
-    path, _ = decode_base64(args["video_base64"], "input.video_base64", dest, job.config)
+    path, _ = job.fetch("video", args["video"], args["video_base64"], job.workdir / "source")
     return path
 
 
 def _deliver(job: JobContext, args: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    return deliver(
-        path,
-        args.get("destination"),
-        "input.destination",
-        job.input,
-        job.config,
-        job.secrets,
-        job_id=job.id,
-    )
+    return job.deliver(path, args.get("destination"))
 
 
 # A one-second 64x64 h264 + aac mp4 (4 KB), made with the env's ffmpeg from testsrc2 and a
