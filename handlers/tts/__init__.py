@@ -67,13 +67,13 @@ from typing import Any, ClassVar, Protocol
 
 from bootstrap.settings import did_you_mean
 
-from . import volume
-from .base import Handler, JobContext
-from .config import TTS_ENGINES, HandlerConfig
-from .errors import JobError, SetupError
-from .io import credentials_for, parse_s3, scheme_of
-from .validation import Field, validate
-from .volume import shorten
+from .. import volume
+from ..base import Handler, JobContext
+from ..config import TTS_ENGINES, HandlerConfig
+from ..errors import JobError, SetupError
+from ..io import credentials_for, parse_s3, scheme_of
+from ..validation import Field, validate
+from ..volume import shorten
 
 FORMATS = ("wav", "mp3", "ogg", "flac")
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
