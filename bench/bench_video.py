@@ -69,7 +69,8 @@ def main() -> None:
         }
         ensure(load_settings(environ), environ=environ)  # the env is first on sys.path now
         from handlers.media import input_args, probe
-        from handlers.video import plan_encode
+        from handlers.video.options import Transcode, parse
+        from handlers.video.plan import plan_encode
 
         handler: Any = build_handler(environ)
         if handler.setup_error:
@@ -90,11 +91,11 @@ def main() -> None:
             "destination": "volume://out/handler.mp4",
         }
         run_job = adapt(handler, lambda job, message: None)
-        # The direct command: the same binary, the same arguments the handler plans.
-        checked = {k: None for k in ("width", "height", "fps", "bitrate_kbps", "audio_codec")}
-        checked |= {"audio_bitrate_kbps": None, "video_codec": "h264", "container": "mp4"}
-        checked |= {"preset": args.preset, "crf": 23, "encoder": "cpu"}
-        plan = plan_encode(checked, probe(source, "source"), frozenset(), {})
+        # The direct command: the same binary, the same arguments the handler plans for the
+        # job (the job's own input, checked into its typed value as the handler does).
+        request = parse(job_input)
+        assert isinstance(request, Transcode)
+        plan = plan_encode(request, probe(source, "source"), frozenset(), {})
         direct_out = Path(tmp) / "direct.mp4"
         direct = [
             ffmpeg,
