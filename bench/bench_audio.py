@@ -14,7 +14,7 @@ Each round runs a pair, alternating which goes first. The whisperx path:
             WhisperModel>, vad_model=<the same VAD>) and .transcribe() on the audio, decoded by
             faster_whisper.decode_audio from the same file
 
-The worker-faster_whisper path (handlers.whisper_compat), with that schema's defaults:
+The worker-faster_whisper path (handlers.audio.compat), with that schema's defaults:
 
   fw-handler  a worker-faster_whisper job (audio_base64, model) through the adapter: schema
               recognition, checks, base64 and PyAV decode, faster-whisper's sequential
@@ -150,10 +150,11 @@ def main() -> int:
 
     from handler import adapt
     from handlers.audio import AudioHandler
+    from handlers.audio.settings import load
     from handlers.config import load_config
     from tests.support.wer import word_error_rate
 
-    handler = AudioHandler(load_config(environ))
+    handler = AudioHandler(load_config(environ), load(environ))
     handler.setup()
     job = adapt(handler, lambda job, message: None)
     loaded = handler.model("volume://models/whisper/tiny.en", "int8")

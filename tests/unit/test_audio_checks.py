@@ -1,6 +1,5 @@
-"""The audio handler's checks that need no model: what `align_model` may name, the duration
-limit's setting. (The limit itself is applied to really decoded audio in
-tests/integration/test_audio_handler.py.)"""
+"""The audio handler's checks that need no model: what `align_model` may name
+(handlers.audio.alignment), what `language` may be (handlers.audio.languages)."""
 
 from __future__ import annotations
 
@@ -8,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.errors import SettingsError
-from handlers.audio import check_align_model
-from handlers.config import load_config
+from handlers.audio.alignment import check_align_model
+from handlers.audio.languages import check_english_only, check_language
 from handlers.errors import JobError
 
 REFUSED = (
@@ -58,10 +56,23 @@ def test_a_name_that_is_a_local_path_is_refused(
     assert str(info.value) == f"input.align_model='models/align' {REFUSED}"
 
 
-def test_the_audio_duration_limit_is_a_setting_of_the_audio_worker_only() -> None:
-    assert load_config({}, "audio").audio_max_duration_s == 4 * 3600
-    assert load_config({"RUNPOD_SLIM_AUDIO_MAX_DURATION_S": "60"}).audio_max_duration_s == 60
-    bad = {"RUNPOD_SLIM_AUDIO_MAX_DURATION_S": "4h"}
-    assert load_config(bad, "storage").audio_max_duration_s == 4 * 3600
-    with pytest.raises(SettingsError, match="RUNPOD_SLIM_AUDIO_MAX_DURATION_S='4h'"):
-        load_config(bad, "audio")
+def test_a_language_is_one_whisper_knows_or_left_out() -> None:
+    check_language(None)
+    check_language("de")
+    with pytest.raises(JobError) as info:
+        check_language("english")
+    message = str(info.value)
+    assert message.startswith("input.language='english' is not allowed: choose one of af, am, ")
+    assert message.endswith(", or leave it out to detect the language")
+
+
+def test_an_english_only_model_hears_english_or_detects_it() -> None:
+    check_english_only(False, "tiny.en", None)
+    check_english_only(False, "tiny.en", "en")
+    check_english_only(True, "base", "de")
+    with pytest.raises(JobError) as info:
+        check_english_only(False, "tiny.en", "de")
+    assert str(info.value) == (
+        "input.language='de' is not allowed with the English-only model 'tiny.en': choose en, "
+        "or a multilingual model"
+    )

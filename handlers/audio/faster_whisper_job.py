@@ -1,4 +1,4 @@
-"""A worker-faster_whisper job run by the audio handler (schema: handlers.whisper_compat).
+"""A worker-faster_whisper job's run (its input is checked by handlers.audio.compat).
 
 faster-whisper's own sequential transcribe(), as the official worker runs it, on a model the
 audio handler loaded (the same cache as its whisperx jobs: a model both use is loaded once).
@@ -7,32 +7,25 @@ With `translate`, a second pass with task=translate gives `translation`.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-from .base import JobContext
-from .errors import JobError
-from .whisper_compat import FasterWhisperRequest, segment_json, transcript, words_json
+from ..base import JobContext
+from ..errors import JobError
+from .compat import FasterWhisperRequest, segment_json, transcript, words_json
+from .decoding import SAMPLE_RATE, decode_job_audio
+from .languages import check_english_only
 
 if TYPE_CHECKING:
-    from .audio import AudioHandler
-
-LOG = logging.getLogger("runpod-slim")
+    from .handler import AudioHandler
 
 
 def run_faster_whisper(
     handler: AudioHandler, job: JobContext, request: FasterWhisperRequest
 ) -> dict[str, Any]:
     """Transcribe (and translate) as worker-faster_whisper does; its output, field for field."""
-    from faster_whisper import decode_audio
-
     loaded = handler.model(request.model, handler.default_compute_type())
     model = loaded.model
-    if not model.model.is_multilingual and request.language not in (None, "en"):
-        raise JobError(
-            f"input.language={request.language!r} is not allowed with the English-only "
-            f"model {request.model!r}: choose en, or a multilingual model"
-        )
+    check_english_only(model.model.is_multilingual, request.model, request.language)
     vocabulary = int(model.hf_tokenizer.get_vocab_size())
     beyond = [t for t in request.options.suppress_tokens if t >= vocabulary]
     if beyond:
@@ -40,9 +33,10 @@ def run_faster_whisper(
             f"input.suppress_tokens names token {beyond[0]}, beyond model {request.model!r}'s "
             f"vocabulary of {vocabulary} tokens: use ids from -1 to {vocabulary - 1}"
         )
-    sources = {"audio": request.audio, "audio_base64": request.audio_base64}
-    audio = handler._decode(job, sources, decode_audio)
-    job.progress(f"decoded {len(audio) / 16000:.1f} s of audio; transcribing")
+    audio = decode_job_audio(
+        job, request.audio, request.audio_base64, handler.settings.max_duration_s
+    )
+    job.progress(f"decoded {len(audio) / SAMPLE_RATE:.1f} s of audio; transcribing")
 
     options = request.options.kwargs()
     with loaded.lock:

@@ -1,4 +1,4 @@
-"""The audio handler's pure helpers: subtitles, timestamps, word error rate, segment output."""
+"""handlers.audio.subtitles: subtitles, timestamps, segment output; and the example's silence."""
 
 from __future__ import annotations
 
@@ -6,14 +6,9 @@ import io
 import math
 import wave
 
-from handlers.audio import (
-    AudioHandler,
-    clean_segment,
-    silence_wav,
-    timestamp,
-    to_srt,
-    to_vtt,
-)
+from handlers.audio import AudioHandler
+from handlers.audio.decoding import silence_wav
+from handlers.audio.subtitles import clean_segment, timestamp, to_srt, to_vtt
 
 SEGMENTS = [
     {"start": 0.031, "end": 2.5, "text": " Good morning. "},

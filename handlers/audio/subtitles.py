@@ -1,17 +1,13 @@
-"""The audio handler's whisperx output: segments as JSON, SRT and WebVTT subtitles.
+"""A whisperx job's output: segments as JSON, SRT and WebVTT subtitles, and their timestamps.
 
 Pure functions: the unit tests run them without the audio env.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import wave
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-SAMPLE_RATE = 16_000
 
 
 def timestamp(seconds: float, separator: str = ",") -> str:
@@ -55,17 +51,6 @@ def to_vtt(segments: Sequence[Mapping[str, Any]]) -> str:
         for start, end, text in _cues(segments)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
-
-
-def silence_wav(seconds: float = 0.5, rate: int = SAMPLE_RATE) -> bytes:
-    """A short silent 16-bit mono WAV (the example job's input)."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"\0\0" * int(seconds * rate))
-    return buffer.getvalue()
 
 
 def clean_segment(segment: Mapping[str, Any]) -> dict[str, Any]:

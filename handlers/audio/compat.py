@@ -6,7 +6,7 @@ fields and answers with `segments`, `detected_language`, `transcription`, `trans
 changing the endpoint only, so a job is read as one of two schemas:
 
 - worker-faster_whisper's, unless the job names a field only the whisperx schema has;
-- the whisperx schema (handlers.audio), when it names one of those (align, diarize,
+- the whisperx schema (handlers.audio.whisperx_job), when it names one of those (align, diarize,
   output_formats, task, ...).
 
 A job naming fields unique to both is refused, naming them: no job is read as the schema it
@@ -29,9 +29,9 @@ from typing import Any
 
 from bootstrap.settings import did_you_mean
 
-from .audio_output import timestamp
-from .errors import JobError
-from .validation import Field, validate
+from ..errors import JobError
+from ..validation import Field, validate
+from .subtitles import timestamp
 
 FASTER_WHISPER = "worker-faster_whisper"
 WHISPERX = "whisperx"

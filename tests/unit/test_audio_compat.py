@@ -1,4 +1,4 @@
-"""worker-faster_whisper's schema and output (handlers.whisper_compat), without a model.
+"""worker-faster_whisper's schema and output (handlers.audio.compat), without a model.
 
 Segments are faster-whisper's own Segment and Word dataclasses (faster-whisper is in the dev
 venv), built by hand: what a transcription would give.
@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from faster_whisper.transcribe import Segment, Word
 
-from handlers.errors import JobError
-from handlers.whisper_compat import (
+from handlers.audio.compat import (
     FASTER_WHISPER,
     OFFICIAL_FIELDS,
     WHISPERX,
@@ -28,6 +27,7 @@ from handlers.whisper_compat import (
     transcript,
     words_json,
 )
+from handlers.errors import JobError
 
 WHISPERX_FIELDS = {
     *("align", "align_model", "audio", "audio_base64", "batch_size", "compute_type"),
@@ -235,3 +235,9 @@ def test_the_four_transcript_formats() -> None:
     timing = re.compile(r"^\d\d:\d\d:\d\d\.\d\d\d --> \d\d:\d\d:\d\d\.\d\d\d$")
     assert [line for line in vtt.splitlines() if "-->" in line and timing.match(line)]
     assert transcript("srt", []) == "" and transcript("vtt", []) == "WEBVTT\n\n"
+
+
+def test_the_whisperx_fields_here_are_the_handlers() -> None:
+    from handlers.audio.whisperx_job import WHISPERX_FIELDS as HANDLER_FIELDS
+
+    assert HANDLER_FIELDS == WHISPERX_FIELDS
