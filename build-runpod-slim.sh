@@ -22,7 +22,8 @@ usage: build-runpod-slim.sh [--tag NAME] [--base IMAGE] [--tier slim|baked] [--h
   --base IMAGE     the base image (default ubuntu:22.04, the Dockerfile's BASE_IMAGE)
   --tier T         slim (default): the stack installs at first start, into the volume;
                    baked: the handler's stack is installed into the image at build time
-  --handler H      baked tier: audio, tts, video or storage (required with --tier baked)
+  --handler H      baked tier: a handler of bootstrap/catalog.py (audio, tts, video,
+                   storage: python3 -m bootstrap catalog --handlers); required with baked
   --gpu SPEC       baked tier: the GPU the workers will have (default none), which decides
                    the torch build and flash-attn
   --ca-cert FILE   baked tier: a PEM CA certificate the build trusts when it downloads from
@@ -80,10 +81,13 @@ case "$tier" in
     [ -z "$ca_cert" ] || die_usage "--ca-cert is for --tier baked (slim downloads nothing over TLS)"
     ;;
   baked)
-    case "$handler" in
-      audio | tts | video | storage) ;;
-      "") die_usage "--tier baked needs --handler audio|tts|video|storage" ;;
-      *) die_usage "--handler '$handler' is not one of audio, tts, video, storage" ;;
+    # The handlers are the catalog's (bootstrap/catalog.py), not a list kept here.
+    handlers=$(cd "$(dirname "${BASH_SOURCE[0]}")" && python3 -m bootstrap catalog --handlers |
+      paste -sd ' ')
+    [ -n "$handler" ] || die_usage "--tier baked needs --handler, one of: $handlers"
+    case " $handlers " in
+      *" $handler "*) ;;
+      *) die_usage "--handler '$handler' is not one of: $handlers" ;;
     esac
     ;;
   *) die_usage "--tier '$tier' is not slim or baked" ;;

@@ -8,6 +8,11 @@
                                                   install (or find) the env; prints its path
     doctor  [--json]                              GPU, cache, envs, and what a start would do
     prune   [--keep N] [--dry-run]                remove all but the N most recently used envs
+    catalog [--handlers | --locks | --check-locks [--locks-dir DIR]] [--json]
+                                                  what this build offers (bootstrap/catalog.py):
+                                                  handler names, the locks it needs (one
+                                                  "ENV VARIANT SOURCE REQUIREMENTS" a line; SOURCE
+                                                  is index or torch), or which of them are missing
 
 Exit status: 0 on success, 2 for bad arguments or settings, 1 for any other refusal.
 """
@@ -20,18 +25,23 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from . import catalog
 from .cache import Layout
 from .ensure import detect, ensure, make_plan
 from .errors import BootstrapError, SettingsError, from_os_error
 from .log import configure, default_log
+from .profiles import LOCKS_DIR
 from .prune import list_envs, prune
-from .settings import CACHE, GPU, HANDLER_TYPE, HANDLERS, Settings, load_settings
+from .settings import CACHE, GPU, HANDLER_TYPE, Settings, load_settings
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "catalog":  # reads no settings: the lock script runs it anywhere
+        return _catalog(args)
     env = dict(os.environ if environ is None else environ)
     configure()
     try:
@@ -65,23 +75,52 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    handlers = catalog.handler_types()
     command("detect", _detect, "what GPU NVML sees")
     sub = command("plan", _plan, "what a start would install")
-    sub.add_argument("--handler", choices=HANDLERS)
+    sub.add_argument("--handler", choices=handlers)
     sub.add_argument("--gpu", help='auto, none, or "NAME:MAJOR.MINOR:DRIVER"')
     sub.add_argument("--python", help="plan for another Python, such as 3.10")
     sub = command("install", _install, "install (or find) the env; prints its path")
-    sub.add_argument("--handler", choices=HANDLERS)
+    sub.add_argument("--handler", choices=handlers)
     sub.add_argument("--cache-dir", help="the cache root (default: RUNPOD_SLIM_CACHE)")
     sub.add_argument("--gpu", help='auto, none, or "NAME:MAJOR.MINOR:DRIVER"')
     sub = command("doctor", _doctor, "GPU, cache, envs, and what a start would do")
-    sub.add_argument("--handler", choices=HANDLERS)
+    sub.add_argument("--handler", choices=handlers)
     sub = command("prune", _prune, "remove all but the N most recently used envs")
     sub.add_argument(
         "--keep", type=int, help="how many envs to keep (default RUNPOD_SLIM_KEEP_ENVS)"
     )
     sub.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    sub = command("catalog", None, "the handlers, envs and torch builds of this build")
+    show = sub.add_mutually_exclusive_group()
+    show.add_argument("--handlers", action="store_true", help="the handler names, one a line")
+    show.add_argument("--locks", action="store_true", help="the locks the envs need, one a line")
+    show.add_argument("--check-locks", action="store_true", help="exit 1 if a lock is missing")
+    sub.add_argument("--locks-dir", default=str(LOCKS_DIR), help="where --check-locks looks")
     return parser
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    if args.check_locks:
+        missing = catalog.missing_locks(Path(args.locks_dir))
+        for name in missing:
+            print(
+                f"runpod-slim: the catalog needs {name} and {args.locks_dir} has none; run "
+                f"scripts/lock-deps.sh {name.rsplit('-', 2)[0]}",
+                file=sys.stderr,
+            )
+        return 1 if missing else 0
+    if args.json:
+        print(json.dumps(catalog.to_json(), indent=2, sort_keys=True))
+    elif args.locks:
+        for lock_set in catalog.lock_sets():
+            build = catalog.TORCH_BUILDS.get(lock_set.variant)
+            source = "torch" if build is not None and build.torch_index else "index"
+            print(f"{lock_set.env} {lock_set.variant} {source} {lock_set.requirements}")
+    else:
+        print("\n".join(catalog.HANDLERS))
+    return 0
 
 
 def _overrides(env: dict[str, str], args: argparse.Namespace) -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .catalog import DEFAULT_TORCH_BUILD, NO_TORCH, TORCH_BUILDS
 from .custom_requirements import STACK_BUILDS, custom_lock
 from .errors import PlanError
 from .gpu import GpuInfo, format_cuda, parse_driver
@@ -25,12 +26,14 @@ if TYPE_CHECKING:
 
 KEY_SCHEMA = 1
 
-# The oldest driver each CUDA build runs on. cu126 relies on CUDA's minor-version
-# compatibility (any 12.x driver; torch ships compiled kernels, no PTX JIT is needed);
-# cu128 exists for Blackwell, whose GPUs need the 12.8 driver anyway.
-MIN_DRIVER = {"cu126": "525.60.13", "cu128": "570.26"}
-# Compute capabilities each build has kernels for: (oldest, newest major).
-KERNELS = {"cu126": ((5, 0), 9), "cu128": ((7, 5), 12)}
+# The oldest driver each CUDA build runs on, and the compute capabilities it has kernels for
+# (oldest, newest major): read from the catalog, which says why.
+MIN_DRIVER: dict[str, str] = {
+    v: b.min_driver for v, b in TORCH_BUILDS.items() if b.min_driver is not None
+}
+KERNELS: dict[str, tuple[tuple[int, int], int]] = {
+    v: b.kernels for v, b in TORCH_BUILDS.items() if b.kernels is not None
+}
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def plan(
 ) -> InstallPlan:
     """Decide what to install for `profile` on this GPU and Python, or raise PlanError."""
     variant, reason = choose_variant(profile, gpu, settings.torch_variant)
-    if variant.startswith("cu") and gpu.present:
+    if variant in KERNELS and gpu.present:
         _check_kernels(variant, gpu)
         _check_driver(variant, gpu)
     imports = profile.imports
@@ -176,8 +179,9 @@ def plan(
     # The cu128 and cpu builds live on PyTorch's own index: the lock names it, or (unhashed
     # locks made where that index was unreachable) the setting's index for the variant does.
     torch_index = lock.index
-    if torch_index is None and not lock.hashed and variant in ("cu128", "cpu"):
-        torch_index = f"{settings.torch_index_url}/{variant}"
+    build = TORCH_BUILDS.get(variant)
+    if torch_index is None and not lock.hashed and build is not None:
+        torch_index = build.index_url(settings.torch_index_url)
     return InstallPlan(
         handler=profile.handler,
         variant=variant,
@@ -189,7 +193,7 @@ def plan(
         skipped=skipped,
         env_key=env_key(profile.handler, variant, python, machine, lock, wheel),
         smoke_imports=imports + (("flash_attn",) if wheel else ()),
-        cuda_smoke=variant.startswith("cu") and gpu.present and gpu.source == "nvml",
+        cuda_smoke=variant in KERNELS and gpu.present and gpu.source == "nvml",
         gpu=gpu,
         torch_index=torch_index,
         binary_only=profile.requirements is None,
@@ -200,25 +204,41 @@ def plan(
 def choose_variant(profile: Profile, gpu: GpuInfo, requested: str) -> tuple[str, str]:
     """The torch build to install, and a sentence saying why."""
     if not profile.torch:
-        return "none", f"{profile.handler} needs no PyTorch, so no CUDA wheel is installed"
+        return NO_TORCH, f"{profile.handler} needs no PyTorch, so no CUDA wheel is installed"
+    default = DEFAULT_TORCH_BUILD
     if requested != "auto":
-        if requested == "cu126" and gpu.present and _newest_major(gpu) > KERNELS["cu126"][1]:
+        if requested in KERNELS and gpu.present and _newest_major(gpu) > KERNELS[requested][1]:
             raise PlanError(
-                f"{TORCH_VARIANT}=cu126 cannot run on {_gpu_words(gpu, newest=True)}: the cu126 "
-                f"build has kernels for sm_50 to sm_90 only. Use {TORCH_VARIANT}=auto or cu128"
+                f"{TORCH_VARIANT}={requested} cannot run on {_gpu_words(gpu, newest=True)}: the "
+                f"{requested} build has kernels for {_sm_range(requested)} only. Use "
+                f"{TORCH_VARIANT}=auto or {_build_for(_newest_major(gpu))}"
             )
         return requested, f"set by {TORCH_VARIANT}={requested}"
     if not gpu.present:
-        return "cu126", (
-            f"{gpu.describe()}: the cu126 build from the package index runs on CPU "
+        return default, (
+            f"{gpu.describe()}: the {default} build from the package index runs on CPU "
             f"(set {TORCH_VARIANT}=cpu for the smaller CPU-only build from PyTorch's index)"
         )
-    if _newest_major(gpu) > KERNELS["cu126"][1]:
-        return "cu128", (
-            f"{_gpu_words(gpu, newest=True)} needs the cu128 build "
-            f"(cu126 has kernels up to sm_90 only)"
+    if _newest_major(gpu) > KERNELS[default][1]:
+        newer = _build_for(_newest_major(gpu))
+        return newer, (
+            f"{_gpu_words(gpu, newest=True)} needs the {newer} build "
+            f"({default} has kernels up to sm_{KERNELS[default][1]}0 only)"
         )
-    return "cu126", f"{_gpu_words(gpu)} is covered by the cu126 build"
+    return default, f"{_gpu_words(gpu)} is covered by the {default} build"
+
+
+def _sm_range(variant: str) -> str:
+    (oldest, newest_major) = KERNELS[variant]
+    return f"sm_{oldest[0]}{oldest[1]} to sm_{newest_major}0"
+
+
+def _build_for(major: int) -> str:
+    """The first CUDA build with kernels for compute capability `major`.x."""
+    for variant, (_, newest_major) in KERNELS.items():
+        if major <= newest_major:
+            return variant
+    return list(KERNELS)[-1]
 
 
 def env_key(
@@ -247,7 +267,7 @@ def _check_kernels(variant: str, gpu: GpuInfo) -> None:
                 f"{device.name} (compute capability {cc[0]}.{cc[1]}) has no kernels in the "
                 f"{variant} build of torch {TORCH_VERSION}, which covers "
                 f"{oldest[0]}.{oldest[1]} to {newest_major}.x. Choose another GPU type"
-                + (f" or {TORCH_VARIANT}=auto" if variant == "cu126" else "")
+                + (f" or {TORCH_VARIANT}=auto" if variant == DEFAULT_TORCH_BUILD else "")
             )
 
 
@@ -309,8 +329,8 @@ def _flash_attn_blocker(
         return f"{FLASH_ATTN}=off"
     if not gpu.present:
         return f"{gpu.describe()}; PyTorch SDPA is used"
-    if variant == "cpu":
-        return "the cpu build of torch has no CUDA; PyTorch SDPA is used"
+    if variant not in KERNELS:
+        return f"the {variant} build of torch has no CUDA; PyTorch SDPA is used"
     oldest = gpu.min_capability or (0, 0)
     if oldest < release.min_capability:
         need = release.min_capability

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import catalog
 from .errors import SettingsError
+from .suggest import did_you_mean
 
 HANDLER_TYPE = "HANDLER_TYPE"
 VOLUME = "RUNPOD_SLIM_VOLUME"
@@ -42,11 +44,11 @@ CUSTOM_REQUIREMENTS = "RUNPOD_SLIM_CUSTOM_REQUIREMENTS"
 CUSTOM_GPU_STACK = "RUNPOD_SLIM_CUSTOM_GPU_STACK"
 CUSTOM_STACK_PINS = "RUNPOD_SLIM_CUSTOM_STACK_PINS"
 
-HANDLERS = ("audio", "tts", "video", "storage", "custom")
-DEFAULT_HANDLER = "storage"
+HANDLERS = catalog.handler_types()  # as this build was imported; load_settings reads it anew
+DEFAULT_HANDLER = catalog.DEFAULT_HANDLER
 DEFAULT_VOLUME = "/runpod-volume"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
-DEFAULT_TORCH_INDEX_URL = "https://download.pytorch.org/whl"
+DEFAULT_TORCH_INDEX_URL = catalog.DEFAULT_TORCH_INDEX_URL
 DEFAULT_FLASH_ATTN_MIRROR = "https://github.com/Dao-AILab/flash-attention/releases/download"
 # Wheels baked into the image (pynvml, uv) so that a first start needs no extra round trip.
 DEFAULT_WHEELHOUSE = "/opt/runpod-slim/wheels"
@@ -56,7 +58,7 @@ DEFAULT_WHEELHOUSE = "/opt/runpod-slim/wheels"
 # rest of the start (detect, smoke test, publish, the handler's setup) and for the error.
 DEFAULT_INSTALL_TIMEOUT_S = 300.0
 
-TORCH_VARIANTS = ("auto", "cu126", "cu128", "cpu")
+TORCH_VARIANTS = ("auto", *catalog.TORCH_BUILDS)
 FLASH_ATTN_POLICIES = ("auto", "off", "required")
 INSTALLERS = ("auto", "uv", "pip")
 # How envs are kept in the cache: packed (a few large files on the volume, hydrated onto
@@ -112,6 +114,12 @@ class Settings:
     # Tests only: the bootstrap SIGKILLs itself at this point of an install (see ensure.py).
     failpoint: str | None = None
     install_timeout_s: float = DEFAULT_INSTALL_TIMEOUT_S  # one deadline for the whole install
+    # The catalog env the handler runs in (tts: by its engine); "custom" for a custom handler.
+    profile: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.profile:  # Settings built by hand (tests): the handler's default env
+            object.__setattr__(self, "profile", _default_env(self.handler_type))
 
     @property
     def volume_attached(self) -> bool:
@@ -122,7 +130,7 @@ class Settings:
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, refusing bad values with a clear message."""
     volume = _volume(environ)
-    handler_type = choice_setting(environ, HANDLER_TYPE, DEFAULT_HANDLER, HANDLERS)
+    handler_type = choice_setting(environ, HANDLER_TYPE, DEFAULT_HANDLER, catalog.handler_types())
     return Settings(
         handler_type=handler_type,
         volume=volume,
@@ -146,18 +154,30 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         env_store=choice_setting(environ, ENV_STORE, "auto", ENV_STORES),
         big_files=choice_setting(environ, BIG_FILES, "link", BIG_FILE_MODES),
         failpoint=environ.get(FAILPOINT) or None,
-        custom=_custom(environ) if handler_type == "custom" else None,
+        custom=_custom(environ) if handler_type == catalog.CUSTOM else None,
+        profile=_env(environ, handler_type),
     )
 
 
-def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
-    """A ' (did you mean X?)' suffix when a choice is close to the value, else ''."""
-    import difflib  # only on the error path
+__all__ = ["Settings", "choice_setting", "did_you_mean", "load_settings"]
 
-    close = difflib.get_close_matches(value.lower(), list(choices), n=1, cutoff=0.6)
-    if not close and len(value) >= 3:
-        close = [c for c in choices if c.startswith(value.lower())][:1]  # an abbreviation
-    return f" (did you mean {close[0]!r}?)" if close else ""
+
+def _env(environ: Mapping[str, str], handler_type: str) -> str:
+    """The catalog env `handler_type` runs in, chosen by its setting where it has one."""
+    if handler_type == catalog.CUSTOM:
+        return catalog.CUSTOM
+    choice = catalog.HANDLERS[handler_type].env
+    if isinstance(choice, str):
+        return choice
+    return choice.envs[choice_setting(environ, choice.variable, choice.default, tuple(choice.envs))]
+
+
+def _default_env(handler_type: str) -> str:
+    handler = catalog.HANDLERS.get(handler_type)
+    if handler is None:
+        return handler_type  # custom, or a name a test made up
+    choice = handler.env
+    return choice if isinstance(choice, str) else choice.envs[choice.default]
 
 
 def choice_setting(

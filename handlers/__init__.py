@@ -1,23 +1,23 @@
-"""The handler registry: name -> "module:Class", imported only when chosen.
+"""The handler registry: the catalog's name -> "module:Class", imported only when chosen.
 
-Heavy imports (torch, boto3, av) live inside the handler modules, so choosing one handler
-never pays for another.
+The set of handlers is bootstrap/catalog.py's; this module only imports the chosen one. Heavy
+imports (torch, boto3, av) live inside the handler modules, so choosing one handler never pays
+for another.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from bootstrap.settings import did_you_mean
+from bootstrap import catalog
+from bootstrap.suggest import did_you_mean
 
 from .base import Handler
 
-REGISTRY: dict[str, str] = {
-    "audio": "handlers.audio:AudioHandler",
-    "storage": "handlers.storage:StorageHandler",
-    "tts": "handlers.tts:TTSHandler",
-    "video": "handlers.video:VideoHandler",
-}
+
+def registry() -> dict[str, str]:
+    """Every handler of this build: name -> "module:Class" (read from the catalog now)."""
+    return {name: entry.entry_point for name, entry in catalog.HANDLERS.items()}
 
 
 class UnknownHandlerError(LookupError):
@@ -26,9 +26,9 @@ class UnknownHandlerError(LookupError):
 
 def load(name: str) -> type[Handler]:
     """The handler class registered under `name`, imported now."""
-    target = REGISTRY.get(name)
+    target = registry().get(name)
     if target is None:
-        choices = sorted(REGISTRY)
+        choices = sorted(registry())
         raise UnknownHandlerError(
             f"HANDLER_TYPE={name!r} names no handler in this build{did_you_mean(name, choices)}; "
             f"choose one of {', '.join(choices)}"

@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
-# Regenerate the lock files in bootstrap/locks/ from bootstrap/requirements/<handler>.in with
-# `uv pip compile`: wheels only, for x86_64 manylinux_2_28, one lock per (handler, variant, Python).
+# Regenerate the lock files in bootstrap/locks/ with `uv pip compile`: wheels only, for x86_64
+# manylinux_2_28, one lock per (env, variant, Python). Which envs and variants exist, and
+# which requirements file each is locked from, comes from bootstrap/catalog.py
+# (`python3 -m bootstrap catalog --locks`), never from a list here:
 #
-#   storage, video:  variant none (no torch, no CUDA wheels), hashed.
-#   audio, tts,
-#   stack:           (stack: the GPU stack a custom handler adds with RUNPOD_SLIM_CUSTOM_GPU_STACK)
-#                    variant cu126, hashed (torch 2.7.0 from the package index is the cu126 build);
-#                    variants cu128 and cpu: hashed, resolved with PyTorch's index for the torch
-#                    stack, if that index answers; else unhashed, derived from the cu126 lock
-#                    (no torch/torchaudio/torchvision/triton/nvidia-* pins; torch==,
-#                    torchaudio== and torchvision== are resolved from the index named in the
-#                    header at install time).
+#   an env without torch:  variant none (no torch, no CUDA wheels), hashed.
+#   an env with torch:     the package index's build (cu126), hashed; the builds on PyTorch's
+#                          own index (cu128, cpu): hashed, resolved with that index, if it
+#                          answers; else unhashed, derived from the cu126 lock (no torch/
+#                          torchaudio/torchvision/triton/nvidia-* pins; torch==, torchaudio==
+#                          and torchvision== are resolved from the index named in the header
+#                          at install time).
 #
 # Existing locks are passed to uv as preferences, so re-running changes only what must change;
-# --upgrade ignores them. The header format is documented in scripts/lock_deps.py.
+# --upgrade ignores them. The header is written by bootstrap/lockheader.py. A full run ends by
+# checking that every lock the catalog demands exists, and fails naming any that does not.
 set -euo pipefail
 
 usage() {
     cat >&2 <<'EOF'
-usage: scripts/lock-deps.sh [--upgrade] [--no-torch-index] [HANDLER ...]
+usage: scripts/lock-deps.sh [--upgrade] [--no-torch-index] [ENV ...]
 
-Regenerate bootstrap/locks/<handler>-<variant>-cp<XY>.txt from bootstrap/requirements/<handler>.in.
-HANDLER: audio, tts, video, storage, stack (default: all five; stack is the GPU stack
-that HANDLER_TYPE=custom adds with RUNPOD_SLIM_CUSTOM_GPU_STACK=1).
+Regenerate bootstrap/locks/<env>-<variant>-cp<XY>.txt from bootstrap/requirements/<env>.in.
+ENV: an env of bootstrap/catalog.py (python3 -m bootstrap catalog --json); default: all of
+them (stack is the GPU stack that HANDLER_TYPE=custom adds with RUNPOD_SLIM_CUSTOM_GPU_STACK=1).
 
   --upgrade         ignore the versions pinned in the existing locks (uv --upgrade)
   --no-torch-index  do not try PyTorch's indexes; write unhashed cu128/cpu locks
@@ -39,7 +40,6 @@ EOF
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-REQ_DIR="$ROOT/bootstrap/requirements"
 LOCK_DIR="$ROOT/bootstrap/locks"
 HELPER="$ROOT/scripts/lock_deps.py"
 PYTHON="${PYTHON:-python3}"
@@ -48,10 +48,12 @@ TORCH_INDEX_BASE="${TORCH_INDEX_BASE:-https://download.pytorch.org/whl}"
 PROBE_TIMEOUT="${LOCK_PROBE_TIMEOUT:-10}"
 read -r -a PYTHONS <<<"${LOCK_PYTHONS:-3.10 3.11}"
 
-ALL_HANDLERS=(audio tts video storage stack)
+# What the catalog demands: one "ENV VARIANT SOURCE REQUIREMENTS" line per lock set.
+CATALOG="$(cd "$ROOT" && "$PYTHON" -m bootstrap catalog --locks)"
+mapfile -t ALL_ENVS < <(awk '!seen[$1]++ { print $1 }' <<<"$CATALOG")
 UPGRADE=0
 TRY_TORCH_INDEX=1
-HANDLERS=()
+ENVS=()
 
 while (($#)); do
     case "$1" in
@@ -60,16 +62,16 @@ while (($#)); do
         --no-torch-index) TRY_TORCH_INDEX=0 ;;
         -*) echo "lock-deps: unknown option: $1" >&2; usage; exit 2 ;;
         *)
-            case " ${ALL_HANDLERS[*]} " in
-                *" $1 "*) HANDLERS+=("$1") ;;
-                *) echo "lock-deps: unknown handler: $1" >&2; usage; exit 2 ;;
+            case " ${ALL_ENVS[*]} " in
+                *" $1 "*) ENVS+=("$1") ;;
+                *) echo "lock-deps: unknown env: $1 (the catalog has: ${ALL_ENVS[*]})" >&2; exit 2 ;;
             esac
             ;;
     esac
     shift
 done
-if ((${#HANDLERS[@]} == 0)); then
-    HANDLERS=("${ALL_HANDLERS[@]}")
+if ((${#ENVS[@]} == 0)); then
+    ENVS=("${ALL_ENVS[@]}")
 fi
 
 if [[ -n "${UV:-}" ]]; then
@@ -86,14 +88,14 @@ fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-# compile HANDLER VARIANT PYTHON [INDEX]: one hashed lock via uv pip compile.
+# compile ENV VARIANT PYTHON REQUIREMENTS [INDEX]: one hashed lock via uv pip compile.
 compile() {
-    local handler="$1" variant="$2" python="$3" index="${4:-}"
+    local handler="$1" variant="$2" python="$3" requirements="$4" index="${5:-}"
     local tag="cp${python//./}"
     local lock="$LOCK_DIR/$handler-$variant-$tag.txt"
     local body="$WORK/$handler-$variant-$tag.txt"
     local args=(
-        pip compile "$REQ_DIR/$handler.in"
+        pip compile "$requirements"
         --output-file "$body"
         --no-config
         --generate-hashes
@@ -104,8 +106,8 @@ compile() {
         --only-binary :all:
         --quiet
     )
-    if [[ -f "$REQ_DIR/$handler.overrides" ]]; then
-        args+=(--overrides "$REQ_DIR/$handler.overrides")
+    if [[ -f "${requirements%.in}.overrides" ]]; then
+        args+=(--overrides "${requirements%.in}.overrides")
     fi
     if [[ -n "$index" ]]; then
         # PyTorch's index first, the package index as default, best version across both: as
@@ -131,14 +133,14 @@ compile() {
     "$PYTHON" "$HELPER" "${finish[@]}"
 }
 
-# derive HANDLER VARIANT PYTHON INDEX: the unhashed lock, from the cu126 lock.
+# derive ENV VARIANT PYTHON INDEX BASE: the unhashed lock, from the BASE variant's lock.
 derive() {
-    local handler="$1" variant="$2" python="$3" index="$4"
+    local handler="$1" variant="$2" python="$3" index="$4" base="$5"
     local tag="cp${python//./}"
     echo "lock-deps: $handler $variant Python $python (unhashed, torch from $index)" >&2
     "$PYTHON" "$HELPER" derive --handler "$handler" --variant "$variant" --python "$python" \
         --platform "$PLATFORM" --index "$index" \
-        --base "$LOCK_DIR/$handler-cu126-$tag.txt" \
+        --base "$LOCK_DIR/$handler-$base-$tag.txt" \
         --out "$LOCK_DIR/$handler-$variant-$tag.txt"
 }
 
@@ -149,35 +151,47 @@ torch_index_answers() {
 }
 
 mkdir -p "$LOCK_DIR"
-for handler in "${HANDLERS[@]}"; do
-    if [[ ! -f "$REQ_DIR/$handler.in" ]]; then
-        echo "lock-deps: missing $REQ_DIR/$handler.in" >&2
-        exit 1
-    fi
-    case "$handler" in
-        storage | video)
-            for python in "${PYTHONS[@]}"; do
-                compile "$handler" none "$python"
-            done
-            ;;
-        audio | tts | stack)
-            for python in "${PYTHONS[@]}"; do
-                compile "$handler" cu126 "$python"
-            done
-            for variant in cu128 cpu; do
+for env in "${ENVS[@]}"; do
+    base=""  # the env's variant from the package index: what unhashed locks derive from
+    while read -r name variant source requirements; do
+        [[ "$name" == "$env" ]] || continue
+        if [[ ! -f "$requirements" ]]; then
+            echo "lock-deps: the catalog's env $env needs $requirements, which is missing" >&2
+            exit 1
+        fi
+        case "$source" in
+            index)
+                base="$variant"
+                for python in "${PYTHONS[@]}"; do
+                    compile "$env" "$variant" "$python" "$requirements"
+                done
+                ;;
+            torch)
                 index="$TORCH_INDEX_BASE/$variant"
                 if torch_index_answers "$index"; then
                     for python in "${PYTHONS[@]}"; do
-                        compile "$handler" "$variant" "$python" "$index"
+                        compile "$env" "$variant" "$python" "$requirements" "$index"
                     done
-                else
+                elif [[ -n "$base" ]]; then
                     echo "lock-deps: $index does not answer: $variant locks will be unhashed" >&2
                     for python in "${PYTHONS[@]}"; do
-                        derive "$handler" "$variant" "$python" "$index"
+                        derive "$env" "$variant" "$python" "$index" "$base"
                     done
+                else
+                    echo "lock-deps: $env $variant: $index does not answer and no lock" \
+                        "from the package index to derive from" >&2
+                    exit 1
                 fi
-            done
-            ;;
-    esac
+                ;;
+            *)
+                echo "lock-deps: the catalog gave $env $variant an unknown source: $source" >&2
+                exit 1
+                ;;
+        esac
+    done <<<"$CATALOG"
 done
+if [[ " ${LOCK_PYTHONS:-3.10 3.11} " == " 3.10 3.11 " ]]; then
+    # Every lock the catalog demands must exist: a forgotten env fails here, loudly.
+    (cd "$ROOT" && "$PYTHON" -m bootstrap catalog --check-locks --locks-dir "$LOCK_DIR")
+fi
 echo "lock-deps: done; locks in ${LOCK_DIR#"$ROOT"/}" >&2

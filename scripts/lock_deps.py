@@ -1,6 +1,7 @@
 """Helpers for scripts/lock-deps.sh: write lock files with the header the bootstrap reads.
 
-Standard library only. Subcommands:
+Standard library and the bootstrap's own bootstrap/lockheader.py (the one definition of the
+header, which the bootstrap reads with the same module). Subcommands:
 
 ``finish``
     Wrap uv's ``pip compile`` output in the lock header, after checking it: every requirement
@@ -23,9 +24,12 @@ import re
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bootstrap/
+from bootstrap.lockheader import LockHeader
 
 PLATFORM_DEFAULT = "x86_64-manylinux_2_28"
 TORCH_PACKAGES = frozenset({"torch", "torchaudio", "torchvision", "triton"})
@@ -97,28 +101,11 @@ def _requirement(lines: list[str]) -> Requirement:
     return Requirement(normalize(match[1]), match[2], tuple(lines))
 
 
-def header(fields: Iterable[tuple[str, str]]) -> str:
-    """The lock header: a title line, then one ``# key: value`` line per field."""
-    return "# runpod-slim lock\n" + "".join(f"# {key}: {value}\n" for key, value in fields)
-
-
-def header_fields(
+def header(
     *, handler: str, variant: str, python: str, platform: str, hashed: bool, index: str | None
-) -> list[tuple[str, str]]:
-    """The header's fields, in the order the bootstrap documents them."""
-    fields = [
-        ("handler", handler),
-        ("variant", variant),
-        ("python", python),
-        ("platform", platform),
-        ("hashed", "true" if hashed else "false"),
-    ]
-    if index:
-        fields.append(("index", index))
-    fields.append(
-        ("generated-by", f"scripts/lock-deps.sh from bootstrap/requirements/{handler}.in")
-    )
-    return fields
+) -> str:
+    """The lock header's text, as bootstrap/lockheader.py defines it."""
+    return LockHeader(handler, variant, python, platform, hashed, index).render()
 
 
 def check(requirements: Sequence[Requirement], *, variant: str, hashed: bool) -> None:
@@ -138,7 +125,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
     hashed = args.hashed == "true"
     requirements = parse_requirements(body)
     check(requirements, variant=args.variant, hashed=hashed)
-    fields = header_fields(
+    text = header(
         handler=args.handler,
         variant=args.variant,
         python=args.python,
@@ -147,7 +134,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         index=args.index,
     )
     lines = [line for req in requirements for line in req.lines]
-    _write(Path(args.out), header(fields) + "\n".join(lines) + "\n")
+    _write(Path(args.out), text + "\n".join(lines) + "\n")
     return 0
 
 
@@ -172,7 +159,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
         raise LockError(f"{args.base} pins no {', '.join(missing)}: nothing to derive from")
     builds = {name: versions[name] for name in TORCH_BUILDS if name in versions}
     lines = derive_unhashed(base_text, builds)
-    fields = header_fields(
+    text = header(
         handler=args.handler,
         variant=args.variant,
         python=args.python,
@@ -180,7 +167,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
         hashed=False,
         index=args.index,
     )
-    _write(Path(args.out), header(fields) + "\n".join(lines) + "\n")
+    _write(Path(args.out), text + "\n".join(lines) + "\n")
     return 0
 
 

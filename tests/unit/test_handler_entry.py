@@ -151,7 +151,7 @@ def test_streaming_yields_chunks_then_the_error_shape() -> None:
 
 
 def test_registry_imports_every_entry() -> None:
-    for name in handlers.REGISTRY:
+    for name in handlers.registry():
         handler = handlers.load(name)
         assert issubclass(handler, Handler) and handler.name == name
 
@@ -161,7 +161,7 @@ def test_unknown_handler_lists_the_choices() -> None:
         handlers.load("storag")
     assert str(info.value) == (
         "HANDLER_TYPE='storag' names no handler in this build (did you mean 'storage'?); "
-        f"choose one of {', '.join(sorted(handlers.REGISTRY))}"
+        f"choose one of {', '.join(sorted(handlers.registry()))}"
     )
 
 
