@@ -33,7 +33,7 @@ from .cache import Layout
 from .ensure import detect, ensure, make_plan
 from .errors import BootstrapError, SettingsError, from_os_error
 from .log import configure, default_log
-from .profiles import LOCKS_DIR
+from .profiles import LOCKS_DIR, Profile, profile_for
 from .prune import list_envs, prune
 from .settings import CACHE, GPU, HANDLER_TYPE, Settings, load_settings
 
@@ -137,12 +137,12 @@ def _detect(args: argparse.Namespace, settings: Settings, env: dict[str, str]) -
 
 def _plan(args: argparse.Namespace, settings: Settings, env: dict[str, str]) -> dict[str, Any]:
     gpu = detect(settings, Layout(settings.cache_root), env, default_log)
-    return make_plan(settings, gpu, python=args.python).to_json()
+    return make_plan(settings, gpu, profile=_profile(settings), python=args.python).to_json()
 
 
 def _install(args: argparse.Namespace, settings: Settings, env: dict[str, str]) -> dict[str, Any]:
     began = time.perf_counter()
-    ready = ensure(settings, environ=env, activate=False)
+    ready = ensure(settings, environ=env, activate=False, profile=_profile(settings))
     return {
         "env": str(ready.path),
         "site": str(ready.site_dir),
@@ -172,7 +172,7 @@ def _doctor(args: argparse.Namespace, settings: Settings, env: dict[str, str]) -
         ],
     }
     try:
-        the_plan = make_plan(settings, gpu)
+        the_plan = make_plan(settings, gpu, profile=_profile(settings))
     except BootstrapError as exc:
         report["start_would"] = f"fail: {exc}"
         return report
@@ -196,6 +196,11 @@ def _prune(args: argparse.Namespace, settings: Settings, env: dict[str, str]) ->
         raise SettingsError("--keep", str(keep), "a number >= 0")
     removed = prune(layout, keep, dry_run=args.dry_run, log=default_log)
     return {"removed": removed, "dry_run": args.dry_run, "kept": [e.key for e in list_envs(layout)]}
+
+
+def _profile(settings: Settings) -> Profile | None:
+    """The catalog env the settings chose (tts: by its engine); None: a custom handler's."""
+    return None if settings.custom else profile_for(settings)
 
 
 def _iso(timestamp: float) -> str:

@@ -49,6 +49,23 @@ def test_plan_for_a_gpu_spec_and_another_python(
     assert data["skipped"] == []
 
 
+@pytest.mark.parametrize(
+    ("engine", "key", "torch"),
+    [("piper", "tts-piper-none-cp311-", False), ("qwen", "tts-cu126-", True)],
+)
+def test_plan_for_tts_follows_its_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str, key: str, torch: bool
+) -> None:
+    env = {**env_for(tmp_path), "RUNPOD_SLIM_TTS_ENGINE": engine}
+    argv = ["plan", "--handler", "tts", "--gpu", "NVIDIA A100 80GB:8.0:550.54.15", "--json"]
+    assert main([*argv, "--python", "3.11"], env) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["env_key"].startswith(key)
+    assert data["lock"]["file"] == ("tts-cu126-cp311.txt" if torch else "tts-piper-none-cp311.txt")
+    assert ("torch==2.7.0" in data["requirements"]) is torch
+    assert (data["flash_attn"] is not None) is torch
+
+
 def test_plan_refusal_exits_1_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
