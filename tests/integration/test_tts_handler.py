@@ -34,6 +34,8 @@ from handler import adapt, build_handler
 from handlers.config import load_config
 from handlers.harness import local_api
 from handlers.tts import TTSHandler
+from handlers.tts.settings import ENGINE, MAX_CHARS, TTSSettings
+from handlers.tts.settings import load as load_tts_settings
 from tests.support.envs import activated_env
 from tests.support.wer import word_error_rate, words_of
 
@@ -214,7 +216,7 @@ def test_the_resampler_matches_torchaudio(tts_environ: dict[str, str]) -> None:
     import torch
     from torchaudio.functional import resample as reference
 
-    from handlers.tts import resample
+    from handlers.tts.audio import resample
 
     wave = (np.random.default_rng(3).standard_normal(24_000) * 0.3).astype(np.float32)
     for source in (22050, 24000):
@@ -294,7 +296,7 @@ def test_concurrent_jobs_share_the_voice(handler: TTSHandler) -> None:
         ),
         (
             {"text": "hi", "engine": "espeak"},
-            "input.engine='espeak' is not allowed: choose one of piper, kokoro",
+            "input.engine='espeak' is not allowed: choose one of piper, kokoro, qwen",
         ),
         (
             {"text": "hi", "format": "wma"},
@@ -382,9 +384,11 @@ def test_kokoro_without_its_package_or_weights_says_what_to_put_where(
 
 
 def test_kokoro_as_the_default_engine_fails_setup_and_every_job_says_why(
-    tts_environ: dict[str, str], volume: Path
+    tts_environ: dict[str, str], volume: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broken = build_handler({**tts_environ, "RUNPOD_SLIM_TTS_ENGINE": "kokoro"})
+    # The worker's own environment: the handler reads its settings from it, as in main().
+    monkeypatch.setenv(ENGINE, "kokoro")
+    broken = build_handler(tts_environ)
     reason = kokoro_error(volume, "config.json or kokoro-v1_0.pth")
     expected = [{"error": f"tts setup failed: {reason}"}]
     job = adapt(broken, lambda job, message: None)
@@ -397,24 +401,20 @@ def test_kokoro_as_the_default_engine_fails_setup_and_every_job_says_why(
 
 
 def test_settings_are_read_and_checked(tts_environ: dict[str, str]) -> None:
-    config = load_config(
-        {**tts_environ, "RUNPOD_SLIM_TTS_ENGINE": "Kokoro", "RUNPOD_SLIM_TTS_MAX_CHARS": "20"}
-    )
-    assert (config.tts_engine, config.tts_max_chars) == ("kokoro", 20)
-    assert (load_config(tts_environ).tts_engine, load_config(tts_environ).tts_max_chars) == (
-        "piper",
-        5000,
-    )
+    settings = load_tts_settings({ENGINE: "Kokoro", MAX_CHARS: "20"})
+    assert settings == TTSSettings(engine="kokoro", max_chars=20)
+    assert load_tts_settings({}) == TTSSettings(engine="piper", max_chars=5000)
+    assert load_tts_settings({ENGINE: "qwen"}).engine == "qwen"
     with pytest.raises(SettingsError) as info:
-        load_config({**tts_environ, "RUNPOD_SLIM_TTS_ENGINE": "pipr"})
+        load_tts_settings({ENGINE: "pipr"})
     assert str(info.value) == (
-        "RUNPOD_SLIM_TTS_ENGINE='pipr' is not valid: choose one of piper, kokoro "
+        "RUNPOD_SLIM_TTS_ENGINE='pipr' is not valid: choose one of piper, kokoro, qwen "
         "(did you mean 'piper'?)"
     )
     with pytest.raises(SettingsError) as info:
-        load_config({**tts_environ, "RUNPOD_SLIM_TTS_MAX_CHARS": "0"})
+        load_tts_settings({MAX_CHARS: "0"})
     assert str(info.value) == "RUNPOD_SLIM_TTS_MAX_CHARS='0' is not valid: a whole number > 0"
-    short = TTSHandler(config)
+    short = TTSHandler(load_config(tts_environ), TTSSettings(max_chars=20))
     job = adapt(short, lambda job, message: None)
 
     async def collect() -> list[dict[str, Any]]:
@@ -488,7 +488,7 @@ def test_a_worker_start_leaves_no_copies_of_libespeak(tts_environ: dict[str, str
     fresh = TTSHandler(load_config(tts_environ))
     fresh.setup()  # loads the default voice: phonemizer copies libespeak-ng twice
     assert espeak_copies() - before == set()
-    assert fresh.voice(fresh.engines["piper"], "en_US-joe-medium").synthesize("Hi.", 1.0).size
+    assert fresh.voice(fresh.engine("piper"), "en_US-joe-medium").synthesize("Hi.", 1.0).size
 
 
 def test_model_downloads_go_to_the_volumes_cache(tts_environ: dict[str, str]) -> None:
