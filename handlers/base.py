@@ -12,17 +12,18 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .config import JOB_TIMEOUT_S, HandlerConfig
+from .config import JOB_TIMEOUT_S, BucketCredentials, HandlerConfig
 from .errors import JobError
 
 if TYPE_CHECKING:
-    from .io import Target
+    from .transfer import JobIO, Target
 
 T = TypeVar("T")
 
@@ -40,6 +41,10 @@ class JobContext:
     report_progress: Callable[[str], None] = field(default=lambda message: None)
     secrets: list[str] = field(default_factory=list)  # redacted from every error and log
     deadline: float = 0.0  # time.monotonic() by which the job must end (0: from the config)
+    _credentials: BucketCredentials | None = field(default=None, init=False, repr=False)
+    _credentials_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not self.deadline:
@@ -80,6 +85,25 @@ class JobContext:
 
     # --- the job's files: every source and result goes through these two -------------------
 
+    def credentials(self) -> BucketCredentials:
+        """The job's S3 credentials: input.credentials, else the worker's BUCKET_* settings.
+
+        Checked once per job, whichever transfer asks first (a source, a result, an action);
+        the job's own secrets are kept for redaction before any check can show them.
+        """
+        from .transfer import credentials_for
+
+        with self._credentials_lock:
+            if self._credentials is None:
+                self._credentials = credentials_for(self.input, self.config, self.secrets)
+            return self._credentials
+
+    def io(self) -> JobIO:
+        """This job as its transfers see it (id, limits, deadline, credentials)."""
+        from .transfer import JobIO
+
+        return JobIO(self.id, self.config, self.credentials, self.deadline)
+
     def fetch(
         self,
         name: str,
@@ -89,27 +113,20 @@ class JobContext:
     ) -> tuple[Path, str | None]:
         """The file given as `input.<name>` (a URL) or `input.<name>_base64`: exactly one.
 
-        Lands at `dest` (default: `<workdir>/<name>`), written atomically, under the size
-        limit: (local path, sha256). A volume:// source is read in place (its own path, no
-        sha256 yet). Blocking: run in a thread.
+        The one place that rule is written, and where every base64 field is capped. Lands at
+        `dest` (default: `<workdir>/<name>`), written atomically, under the size limit:
+        (local path, sha256). A volume:// source is read in place (its own path, no sha256
+        yet). Blocking: run in a thread.
         """
-        from . import io
+        from . import transfer
 
         if (url is None) == (data is None):
             raise JobError(f"give exactly one of input.{name} and input.{name}_base64")
         target = dest if dest is not None else self.workdir / name
         if url is not None:
-            self.progress(f"fetching {io.shown_url(url)}")
-            return io.fetch_source(
-                url,
-                f"input.{name}",
-                self.input,
-                self.config,
-                target,
-                self.secrets,
-                deadline=self.deadline,
-            )
-        return io.decode_base64(data or "", f"input.{name}_base64", target, self.config)
+            self.progress(f"fetching {transfer.shown_url(url)}")
+            return transfer.fetch_source(url, f"input.{name}", target, self.io())
+        return transfer.decode_base64(data or "", f"input.{name}_base64", target, self.config)
 
     def deliver(
         self,
@@ -121,20 +138,11 @@ class JobContext:
     ) -> dict[str, Any]:
         """Put a result file at `destination` (s3://, volume://), or inline when it fits.
 
-        Returns the output fields (see io.deliver). Blocking: run in a thread.
+        Returns the output fields (see transfer.deliver). Blocking: run in a thread.
         """
-        from . import io
+        from . import transfer
 
-        return io.deliver(
-            path,
-            destination,
-            field,
-            self.input,
-            self.config,
-            self.secrets,
-            job_id=self.id,
-            expires_s=expires_s,
-        )
+        return transfer.deliver(path, destination, field, self.io(), expires_s=expires_s)
 
 
 MODEL_CACHE = "hub"  # under the cache root: out of every job's reach (handlers.volume)

@@ -31,6 +31,9 @@ from typing import Any
 from .errors import JobError
 
 Resolver = Callable[[str, int], list[str]]  # (host, port) -> addresses, in preference order
+# http.client sends a request's file body in blocks of this size (its default is 8 KiB: a
+# 1 GB upload would take 131,072 small writes).
+_BLOCK = 1 << 20
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -120,6 +123,17 @@ class Guard:
         assert last is not None
         raise last
 
+    def set_timeout(self, seconds: float) -> None:
+        """Each open socket's next read or write waits at most `seconds` (the job's time left)."""
+        for sock in self.sockets:
+            if sock.fileno() >= 0:  # earlier hops' sockets are closed
+                sock.settimeout(seconds)
+
+    def close(self) -> None:
+        """Close every socket this guard made (a transfer that ended, or was cut off)."""
+        for sock in self.sockets:
+            sock.close()
+
 
 class _GuardedConnect:
     """http.client connects through `_create_connection`: here, the guard's checked socket."""
@@ -159,7 +173,9 @@ class _HTTPHandler(urllib.request.HTTPHandler):
         self.guard = guard
 
     def http_open(self, req: Any) -> Any:
-        return self.do_open(functools.partial(_PinnedHTTPConnection, guard=self.guard), req)
+        return self.do_open(
+            functools.partial(_PinnedHTTPConnection, guard=self.guard, blocksize=_BLOCK), req
+        )
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
@@ -169,7 +185,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 
     def https_open(self, req: Any) -> Any:
         return self.do_open(
-            functools.partial(_PinnedHTTPSConnection, guard=self.guard),
+            functools.partial(_PinnedHTTPSConnection, guard=self.guard, blocksize=_BLOCK),
             req,
             context=self._context,  # type: ignore[attr-defined]
         )

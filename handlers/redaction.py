@@ -37,3 +37,14 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
             text = text.replace(secret, "***")
     text = _URL.sub(lambda match: shown_url(match.group()), text)
     return _JOB_DIR.sub("", text)
+
+
+def short(value: str, limit: int = 120) -> str:
+    """repr() of a value cut to `limit` characters: how an error quotes what a job gave."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+
+
+def reason(exc: object) -> str:
+    """An exception's own words, one line, short, without its type's name."""
+    text = getattr(exc, "strerror", None) or str(exc) or "the connection failed"
+    return " ".join(str(text).split())[:120]

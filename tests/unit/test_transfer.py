@@ -1,4 +1,4 @@
-"""Inputs and outputs without a network: volume paths, base64, inline-or-volume delivery."""
+"""handlers.transfer without a network: volume paths, base64, inline-or-volume delivery."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from handlers.base import JobContext
 from handlers.config import HandlerConfig, load_config
 from handlers.errors import JobError
-from handlers.io import credentials_for, decode_base64, deliver, redact, s3_client, volume_path
+from handlers.transfer import credentials_for, decode_base64, redact, s3_client, volume_path
 
 
 def config_for(tmp_path: Path, **env: str) -> HandlerConfig:
     volume = tmp_path / "volume"
     volume.mkdir(exist_ok=True)
     return load_config({"RUNPOD_SLIM_VOLUME": str(volume), **env})
+
+
+def job_for(config: HandlerConfig, tmp_path: Path, job_id: str = "j") -> JobContext:
+    return JobContext(job_id, {}, tmp_path / "work", config)
 
 
 def test_volume_paths_stay_inside(tmp_path: Path) -> None:
@@ -48,7 +53,7 @@ def test_base64_data_url_and_sha(tmp_path: Path) -> None:
 def test_small_results_come_back_inline(tmp_path: Path) -> None:
     result = tmp_path / "r.txt"
     result.write_bytes(b"small")
-    out = deliver(result, None, "input.destination", {}, config_for(tmp_path), [], job_id="j")
+    out = job_for(config_for(tmp_path), tmp_path).deliver(result, None)
     assert out == {"base64": base64.b64encode(b"small").decode(), "bytes": 5}
 
 
@@ -56,14 +61,14 @@ def test_large_results_go_to_the_volume_or_say_where_to_send_them(tmp_path: Path
     result = tmp_path / "big.bin"
     result.write_bytes(b"x" * 2_000_001)
     config = config_for(tmp_path, RUNPOD_SLIM_INLINE_MAX_MB="2")
-    out = deliver(result, None, "input.destination", {}, config, [], job_id="job-7")
+    out = job_for(config, tmp_path, "job-7").deliver(result, None)
     assert out["destination"] == "volume://runpod-slim-outputs/job-7/big.bin"
     assert Path(out["path"]).read_bytes() == result.read_bytes()
     no_volume = load_config(
         {"RUNPOD_SLIM_VOLUME": str(tmp_path / "none"), "RUNPOD_SLIM_INLINE_MAX_MB": "2"}
     )
     with pytest.raises(JobError) as info:
-        deliver(result, None, "input.destination", {}, no_volume, [], job_id="j")
+        job_for(no_volume, tmp_path).deliver(result, None)
     assert str(info.value) == (
         "the result is 2.0 MB, over the 2 MB that fit in a RunPod response; give "
         "input.destination (s3://bucket/key or volume://path)"
@@ -126,8 +131,6 @@ def test_a_source_that_trickles_is_cut_off_at_the_jobs_deadline(tmp_path: Path) 
     import threading
     import time
 
-    from handlers.io import fetch_source
-
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -148,7 +151,7 @@ def test_a_source_that_trickles_is_cut_off_at_the_jobs_deadline(tmp_path: Path) 
 
     def fetch() -> None:
         try:
-            fetch_source(url, "input.source", {}, config, tmp_path / "slow.bin", [])
+            job_for(config, tmp_path).fetch("source", url, None, tmp_path / "slow.bin")
         except BaseException as exc:
             outcome.append(exc)
 

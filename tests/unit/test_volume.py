@@ -182,14 +182,14 @@ def test_hostile_names_are_refused_in_one_sentence(place: dict[str, Path]) -> No
 def test_results_too_big_to_return_go_to_an_outputs_folder_not_the_cache(
     place: dict[str, Path],
 ) -> None:
-    from handlers.io import deliver
+    from handlers.base import JobContext
 
     config = load_config(
         {"RUNPOD_SLIM_VOLUME": str(place["volume"]), "RUNPOD_SLIM_INLINE_MAX_MB": "0.001"}
     )
     result = place["tmp"] / "r.bin"
     result.write_bytes(b"x" * 5000)
-    out = deliver(result, None, "input.destination", {}, config, [], job_id="../job 7")
+    out = JobContext("../job 7", {}, place["tmp"] / "work", config).deliver(result, None)
     assert out["destination"] == "volume://runpod-slim-outputs/_job_7/r.bin"
     assert (place["volume"] / "runpod-slim-outputs" / "_job_7" / "r.bin").stat().st_size == 5000
 
