@@ -136,13 +136,39 @@ class JobContext:
         field: str = "input.destination",
         expires_s: int = 3600,
     ) -> dict[str, Any]:
-        """Put a result file at `destination` (s3://, volume://), or inline when it fits.
+        """Put a result file at `destination` (s3://, volume://, a presigned PUT URL), or
+        inline when it fits a RunPod response.
 
-        Returns the output fields (see transfer.deliver). Blocking: run in a thread.
+        Returns the output fields (see transfer.deliver); a result too big to return inline
+        goes to the worker's results place, saying so ("offloaded"). Blocking: run in a thread.
         """
         from . import transfer
 
         return transfer.deliver(path, destination, field, self.io(), expires_s=expires_s)
+
+    def check_destination(
+        self,
+        destination: str | None,
+        most_bytes: int | None = None,
+        *,
+        field: str = "input.destination",
+    ) -> None:
+        """Refuse the job now, before its heavy work, when its result could not be delivered.
+
+        A destination given must be one deliver() takes (s3://, volume://, an http(s) PUT
+        URL), well formed. Without one, a result of up to `most_bytes` (when the handler can
+        bound it in advance) must fit inline, or the worker must have a place to offload it.
+        """
+        from . import transfer, volume
+
+        if destination is None:
+            transfer.check_room(most_bytes, field, self.config)
+            return
+        scheme = transfer.scheme_of(destination, field, transfer.DESTINATION_SCHEMES)
+        if scheme == "s3":
+            transfer.parse_s3(destination, field)
+        elif scheme == "volume":
+            volume.parse(destination, field, self.config)
 
 
 MODEL_CACHE = "hub"  # under the cache root: out of every job's reach (handlers.volume)

@@ -13,6 +13,7 @@ ALLOW_PRIVATE_URLS = "RUNPOD_SLIM_ALLOW_PRIVATE_URLS"
 SDK_ALLOW_PRIVATE_URLS = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the RunPod SDK's own name
 MAX_DOWNLOAD_MB = "RUNPOD_SLIM_MAX_DOWNLOAD_MB"
 INLINE_MAX_MB = "RUNPOD_SLIM_INLINE_MAX_MB"
+RESULTS_URL = "RUNPOD_SLIM_RESULTS_URL"  # where results too big to return inline go
 BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
 BUCKET_ACCESS_KEY_ID = "BUCKET_ACCESS_KEY_ID"
 BUCKET_SECRET_ACCESS_KEY = "BUCKET_SECRET_ACCESS_KEY"
@@ -77,6 +78,7 @@ class HandlerConfig:
     audio_max_models: int = 2  # Whisper models the audio handler keeps in memory
     audio_max_duration_s: int = 4 * 3600  # the longest audio one audio job may bring
     hf_token: str | None = None  # Hugging Face token (diarization); never logged or returned
+    results_url: str | None = None  # s3://bucket/prefix or volume://folder (handlers.transfer)
 
     def secrets(self) -> tuple[str, ...]:
         found = (self.bucket.secret_access_key,) if self.bucket else ()
@@ -123,7 +125,14 @@ def load_config(environ: Mapping[str, str], handler_type: str | None = None) -> 
         audio_max_models=_count(environ, AUDIO_MAX_MODELS, 2),
         audio_max_duration_s=_count(environ, AUDIO_MAX_DURATION_S, 4 * 3600),
         hf_token=environ.get(HF_TOKEN, "").strip() or None,
+        results_url=_results_url(environ.get(RESULTS_URL, ""), bucket is not None),
     )
+
+
+def _results_url(raw: str, has_bucket: bool) -> str | None:
+    from .transfer.results import results_setting  # that package imports this module
+
+    return results_setting(RESULTS_URL, raw, has_bucket)
 
 
 def _megabytes(environ: Mapping[str, str], name: str, default: float) -> float:

@@ -70,8 +70,9 @@ def test_large_results_go_to_the_volume_or_say_where_to_send_them(tmp_path: Path
     with pytest.raises(JobError) as info:
         job_for(no_volume, tmp_path).deliver(result, None)
     assert str(info.value) == (
-        "the result is 2.0 MB, over the 2 MB that fit in a RunPod response; give "
-        "input.destination (s3://bucket/key or volume://path)"
+        "the result is 2.0 MB, over the 2.0 MB that fit inline in a RunPod response, and this "
+        "worker has nowhere to put it: give input.destination (s3://bucket/key, volume://path "
+        "or an https:// presigned PUT URL), or set RUNPOD_SLIM_RESULTS_URL on the endpoint"
     )
 
 
@@ -168,3 +169,31 @@ def test_a_source_that_trickles_is_cut_off_at_the_jobs_deadline(tmp_path: Path) 
         "(2 s, RUNPOD_SLIM_JOB_TIMEOUT_S)"
     ]
     assert not (tmp_path / "slow.bin").exists()
+
+
+def test_every_base64_field_is_capped_in_one_place(tmp_path: Path) -> None:
+    job = job_for(config_for(tmp_path), tmp_path)
+    too_long = "A" * 20_000_004  # valid base64, one block over the cap
+    with pytest.raises(JobError) as caught:
+        job.fetch("audio", None, too_long)
+    assert str(caught.value) == (
+        "input.audio_base64 is 20.0 MB of base64; the limit is 20 MB (what one RunPod request "
+        "carries): give a larger file as a URL, s3:// or volume:// location instead"
+    )
+    assert not (tmp_path / "work" / "audio").exists()
+    with pytest.raises(JobError) as caught:
+        job.fetch("audio", "https://example.com/a.wav", "AAAA")
+    assert str(caught.value) == "give exactly one of input.audio and input.audio_base64"
+
+
+def test_a_jobs_credentials_are_checked_once_and_kept(tmp_path: Path) -> None:
+    given = {"access_key_id": "AKJOB", "secret_access_key": "job-secret", "region": "eu-west-1"}
+    job = JobContext("j", {"credentials": given}, tmp_path / "work", config_for(tmp_path))
+    first = job.credentials()
+    assert job.credentials() is first  # the same checked value: not validated again
+    assert (first.access_key_id, first.region, first.job_given) == ("AKJOB", "eu-west-1", True)
+    assert job.secrets == ["AKJOB", "job-secret", "eu-west-1"]  # kept once, for redaction
+    bad = JobContext("j", {"credentials": {"region": "x"}}, tmp_path / "w", config_for(tmp_path))
+    for _ in range(2):
+        with pytest.raises(JobError, match=r"^input.credentials.access_key_id is required"):
+            bad.credentials()
