@@ -4,9 +4,10 @@
     python3 handler.py --test_input '{"input": {...}}'  run one job locally and exit
     python3 handler.py --rp_serve_api --rp_api_port 8000    the SDK's local API server
 
-Nothing runs at import: main() reads the settings, makes sure the handler's env is installed
-and active (bootstrap.ensure), and only then imports the handler and the RunPod SDK, which
-live in that env.
+Nothing runs at import: main() reads every setting once (the bootstrap's, the handlers'
+shared config and the chosen handler's own), makes sure the handler's env is installed and
+active (bootstrap.ensure), and only then imports the handler and the RunPod SDK, which live in
+that env.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bootstrap.settings import Settings
     from handlers.base import Handler
     from handlers.config import HandlerConfig
     from handlers.stopping import Stopping
@@ -32,20 +35,47 @@ LOG = logging.getLogger("runpod-slim")
 JobFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Every setting a worker reads, parsed once from one environment, before any install."""
+
+    bootstrap: Settings
+    config: HandlerConfig | None  # the handlers' shared config; None for a custom handler
+    handler: object | None  # the chosen handler's own settings (its catalog settings module)
+
+
+def read_settings(environ: Mapping[str, str]) -> WorkerSettings:
+    """The worker's settings; a bad value raises bootstrap.errors.SettingsError naming it.
+
+    Only the chosen handler's own settings are read: another handler's bad value never stops
+    this worker. All of it is standard library, so it runs before anything is installed.
+    """
+    import handlers
+    from bootstrap.settings import load_settings
+    from handlers.config import load_config
+
+    settings = load_settings(environ)
+    if settings.custom is not None:
+        return WorkerSettings(settings, None, None)
+    name = settings.handler_type
+    config = load_config(environ, name, bootstrap=settings)
+    return WorkerSettings(settings, config, handlers.load_own_settings(name, environ))
+
+
 def main(environ: Mapping[str, str] = os.environ) -> int:
     """Bootstrap, set the handler up once, and hand it to the RunPod SDK."""
-    from bootstrap import BootstrapError, ensure, load_settings
+    from bootstrap import BootstrapError, ensure
     from bootstrap.errors import from_os_error
     from bootstrap.log import configure
-    from handlers.config import load_config
+    from bootstrap.profiles import profile_for
 
     configure()
     try:
-        settings = load_settings(environ)
-        # The handler's own settings are checked before anything is installed: a bad value
-        # must not cost a cold install first, and only the chosen handler's settings count.
-        config = None if settings.custom else load_config(environ, settings.handler_type)
-        env = ensure(settings, environ=environ)
+        # Checked before anything is installed: a bad value must not cost a cold install first.
+        parsed = read_settings(environ)
+        settings = parsed.bootstrap
+        profile = None if settings.custom else profile_for(settings)
+        env = ensure(settings, environ=environ, profile=profile)
         env.hold()
         env.isolate()
     except BootstrapError as exc:
@@ -79,9 +109,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         runpod.serverless.start({"handler": function, "return_aggregate_stream": True})
         return 0
 
-    assert config is not None
     workdirs, stopping = claim_job_dirs()
-    handler = build_handler(environ, config)
+    handler = build_handler(environ, parsed)
     on_runpod = bool(environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
 
     def progress(job: dict[str, Any], message: str) -> None:
@@ -137,14 +166,19 @@ def claim_job_dirs() -> tuple[JobDirs, Stopping]:
     return workdirs, stopping
 
 
-def build_handler(environ: Mapping[str, str], config: HandlerConfig | None = None) -> Handler:
-    """The chosen handler, set up once; a setup failure is kept on it, not raised."""
-    import handlers
-    from bootstrap.settings import load_settings
-    from handlers.config import load_config
+def build_handler(environ: Mapping[str, str], parsed: WorkerSettings | None = None) -> Handler:
+    """The chosen handler, set up once; a setup failure is kept on it, not raised.
 
-    handler_type = load_settings(environ).handler_type
-    handler = handlers.load(handler_type)(config or load_config(environ, handler_type))
+    `parsed` is what main() read before the install; without it (tests, benches) the
+    settings are read from `environ` here.
+    """
+    import handlers
+
+    if parsed is None:
+        parsed = read_settings(environ)
+    assert parsed.config is not None, "a custom handler is served by main(), not built"
+    handler_class = handlers.load(parsed.bootstrap.handler_type)
+    handler = handler_class(parsed.config, parsed.handler)
     began = time.perf_counter()
     try:
         handler.setup()

@@ -125,13 +125,14 @@ ENVS: dict[str, Env] = {
 }
 
 HANDLERS: dict[str, Handler] = {
-    "audio": Handler("audio", "handlers.audio:AudioHandler", "audio"),
+    "audio": Handler("audio", "handlers.audio:AudioHandler", "audio", "handlers.audio.settings"),
     "tts": Handler(
         "tts",
         "handlers.tts:TTSHandler",
         EnvChoice(TTS_ENGINE, "piper", {"piper": "tts-piper", "kokoro": "tts", "qwen": "tts"}),
+        "handlers.tts.settings",
     ),
-    "video": Handler("video", "handlers.video:VideoHandler", "video"),
+    "video": Handler("video", "handlers.video:VideoHandler", "video", "handlers.video.settings"),
     "storage": Handler(
         "storage", "handlers.storage:StorageHandler", "storage", "handlers.storage.settings"
     ),

@@ -8,6 +8,7 @@ for another.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
 from bootstrap import catalog
 from bootstrap.suggest import did_you_mean
@@ -36,3 +37,16 @@ def load(name: str) -> type[Handler]:
     module_name, _, class_name = target.partition(":")
     handler: type[Handler] = getattr(importlib.import_module(module_name), class_name)
     return handler
+
+
+def load_own_settings(name: str, environ: Mapping[str, str]) -> object | None:
+    """The handler's own settings: its catalog settings module's `load(environ)`, or None.
+
+    Those modules are standard library only, so a worker calls this before it installs
+    anything; a bad value raises bootstrap.errors.SettingsError naming the variable.
+    """
+    module = catalog.HANDLERS[name].settings_module
+    if module is None:
+        return None
+    settings: object = importlib.import_module(module).load(environ)
+    return settings

@@ -211,7 +211,10 @@ class Handler:
     # Example job inputs, run by the local harness and the tests.
     examples: ClassVar[tuple[Mapping[str, Any], ...]] = ()
 
-    def __init__(self, config: HandlerConfig) -> None:
+    def __init__(self, config: HandlerConfig, settings: object | None = None) -> None:
+        """`config`: what every handler shares. `settings`: the handler's own (its catalog
+        settings module's), which a handler class takes typed, keeps as `self.settings`, and
+        reads from the environment itself when none is given."""
         self.config = config
         self.setup_error: str | None = None  # set by the worker when setup() raised
         quiet_sdk_debug_log()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import SettingsError
-from bootstrap.settings import choice_setting, load_settings
+from bootstrap.settings import Settings, choice_setting, load_settings
 
 ALLOW_PRIVATE_URLS = "RUNPOD_SLIM_ALLOW_PRIVATE_URLS"
 SDK_ALLOW_PRIVATE_URLS = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the RunPod SDK's own name
@@ -35,6 +35,8 @@ OWN_SETTINGS = {
     TTS_ENGINE: "tts",
     TTS_MAX_CHARS: "tts",
     VIDEO_MAX_DURATION_S: "video",
+    VIDEO_MAX_PIXELS: "video",
+    VIDEO_MAX_OUTPUT_MB: "video",
     AUDIO_MODEL: "audio",
     AUDIO_MAX_MODELS: "audio",
     AUDIO_MAX_DURATION_S: "audio",
@@ -85,11 +87,18 @@ class HandlerConfig:
         return (*found, self.hf_token) if self.hf_token else found
 
 
-def load_config(environ: Mapping[str, str], handler_type: str | None = None) -> HandlerConfig:
+def load_config(
+    environ: Mapping[str, str],
+    handler_type: str | None = None,
+    *,
+    bootstrap: Settings | None = None,
+) -> HandlerConfig:
     """Handler settings from an environment mapping; bad values name the variable.
 
     With `handler_type`, settings that belong to other handlers are left at their defaults,
-    unread. Stdlib only, so that a worker checks them before it installs anything.
+    unread. `bootstrap`: the bootstrap's settings of the same environment, already parsed
+    (the worker's start), so they are not parsed again. Stdlib only, so that a worker checks
+    them before it installs anything.
     """
     if handler_type is not None:
         environ = {
@@ -104,7 +113,8 @@ def load_config(environ: Mapping[str, str], handler_type: str | None = None) -> 
             secret_access_key=secret,
             region=environ.get(BUCKET_REGION) or "us-east-1",
         )
-    bootstrap = load_settings(environ)
+    if bootstrap is None:
+        bootstrap = load_settings(environ)
     private = environ.get(ALLOW_PRIVATE_URLS) or environ.get(SDK_ALLOW_PRIVATE_URLS) or ""
     return HandlerConfig(
         volume=bootstrap.volume,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bootstrap.settings import did_you_mean
+from bootstrap.suggest import did_you_mean
 
 from .errors import JobError
 

@@ -22,6 +22,7 @@ from bootstrap.cache import Layout, new_staging, publish, write_manifest
 from handler import adapt
 from handlers.config import load_config
 from handlers.storage import StorageHandler
+from handlers.storage.settings import StorageSettings
 from tests.support.http import serve
 from tests.support.radosgw import RadosGateway
 
@@ -48,9 +49,11 @@ def run_job(s3_server: RadosGateway, volume: Path, tmp_path: Path) -> Run:
         "BUCKET_SECRET_ACCESS_KEY": s3_server.secret_key,
     }
 
-    def run(private_urls: bool = False, **job_input: Any) -> dict[str, Any]:
+    def run(
+        private_urls: bool = False, settings: StorageSettings | None = None, **job_input: Any
+    ) -> dict[str, Any]:
         env = {**environ, "RUNPOD_SLIM_ALLOW_PRIVATE_URLS": "1" if private_urls else ""}
-        handler = StorageHandler(load_config(env))
+        handler = StorageHandler(load_config(env), settings or StorageSettings())
         job = adapt(handler, lambda job, message: None)
         result: dict[str, Any] = asyncio.run(job({"id": "test-job", "input": job_input}))
         return result
@@ -120,6 +123,22 @@ def test_copy_from_an_http_url(run_job: Run, s3_bucket: str, tmp_path: Path) -> 
             destination=f"s3://{s3_bucket}/clip.bin",
         )
     assert result["bytes"] == 10_000
+
+
+def test_a_presigned_url_lives_as_long_as_the_worker_says_when_the_job_does_not(
+    run_job: Run, s3_bucket: str, s3_client: Any
+) -> None:
+    s3_client.put_object(Bucket=s3_bucket, Key="short.txt", Body=b"short-lived")
+    source = f"s3://{s3_bucket}/short.txt"
+    assert run_job(action="presign", source=source)["expires_s"] == 3600
+    short = run_job(action="presign", source=source, settings=StorageSettings(expires_s=90))
+    assert short["expires_s"] == 90 and "X-Amz-Expires=90" in short["url"]
+    with urllib.request.urlopen(short["url"]) as response:
+        assert response.read() == b"short-lived"
+    asked = run_job(
+        action="presign", source=source, expires_s=30, settings=StorageSettings(expires_s=90)
+    )
+    assert asked["expires_s"] == 30
 
 
 def test_presign_stat_list_delete(run_job: Run, s3_bucket: str, s3_client: Any) -> None:

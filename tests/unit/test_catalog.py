@@ -18,6 +18,7 @@ from bootstrap.gpu import no_gpu, parse_gpu_spec
 from bootstrap.plan import plan
 from bootstrap.profiles import LOCKS_DIR, profile_for
 from bootstrap.settings import Settings
+from handler import build_handler, read_settings
 from handlers.base import Handler
 from tests.support.builders import write_lock
 
@@ -200,7 +201,14 @@ def test_adding_a_handler_is_a_package_an_entry_and_a_requirements_file(
     assert planned.variant == "none" and planned.env_key.startswith("probe-none-cp311-")
     assert planned.smoke_imports == ("runpod",)
 
-    # The registry loads its class.
-    monkeypatch.delitem(sys.modules, "probe_handler", raising=False)  # gone again after
+    # The registry loads its class, and the worker reads its own settings before the install.
+    for name in ("probe_handler", "probe_handler.settings"):
+        monkeypatch.delitem(sys.modules, name, raising=False)  # gone again after the test
     loaded = handlers.load("probe")
     assert issubclass(loaded, Handler) and loaded.__name__ == "ProbeHandler"
+    environ = {"HANDLER_TYPE": "probe", "RUNPOD_SLIM_VOLUME": str(tmp_path / "none")}
+    parsed = read_settings({**environ, "PROBE_LEVEL": "3"})
+    assert parsed.handler is not None and getattr(parsed.handler, "level", None) == 3
+    assert isinstance(build_handler({}, parsed), loaded)
+    with pytest.raises(SettingsError, match="PROBE_LEVEL='high' is not valid"):
+        read_settings({**environ, "PROBE_LEVEL": "high"})

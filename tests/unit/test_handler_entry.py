@@ -18,10 +18,12 @@ import pytest
 
 import handlers
 from bootstrap.errors import SettingsError
-from handler import adapt, drained, one_shot
+from handler import adapt, build_handler, drained, one_shot, read_settings
 from handlers.base import Handler, JobContext
 from handlers.config import load_config
 from handlers.errors import JobError
+from handlers.storage import StorageHandler
+from handlers.storage.settings import StorageSettings
 from tests.support.http import closed_port_url
 
 CONFIG = load_config(
@@ -134,8 +136,7 @@ def test_setup_failure_is_reported_on_every_job() -> None:
     handler.setup_error = "model file missing: put it at /runpod-volume/models/x"
     for _ in range(2):
         assert run(handler, {"id": "j", "input": {}}) == {
-            "error": "broken setup failed: model file missing: put it at "
-            "/runpod-volume/models/x"
+            "error": "broken setup failed: model file missing: put it at /runpod-volume/models/x"
         }
 
 
@@ -221,3 +222,57 @@ def test_only_the_chosen_handlers_settings_are_read() -> None:
         load_config(env, "tts")
     with pytest.raises(SettingsError, match="RUNPOD_SLIM_VIDEO_MAX_DURATION_S='-1'"):
         load_config(env, "video")
+
+
+def test_a_bad_video_setting_stops_a_video_worker_before_install_in_one_line(
+    tmp_path: Path,
+) -> None:
+    started = worker(tmp_path, HANDLER_TYPE="video", RUNPOD_SLIM_VIDEO_MAX_PIXELS="huge")
+    assert started.returncode == 1
+    lines = started.stderr.strip().splitlines()
+    assert len(lines) == 1, started.stderr
+    assert lines[0].endswith(
+        "the worker cannot start: RUNPOD_SLIM_VIDEO_MAX_PIXELS='huge' is not valid: "
+        "a whole number > 0"
+    )
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_bad_video_setting_does_not_stop_a_storage_worker(tmp_path: Path) -> None:
+    env = {"HANDLER_TYPE": "storage", "RUNPOD_SLIM_VIDEO_MAX_PIXELS": "huge"}
+    env |= {"RUNPOD_SLIM_VIDEO_MAX_OUTPUT_MB": "-1", "RUNPOD_SLIM_VIDEO_MAX_DURATION_S": "x"}
+    parsed = read_settings({**env, "RUNPOD_SLIM_VOLUME": str(tmp_path / "none")})
+    assert parsed.bootstrap.handler_type == "storage"
+    assert parsed.handler == StorageSettings()
+    # The worker itself goes on to its install (refused at once here: offline, no cache).
+    started = worker(tmp_path, **env, RUNPOD_SLIM_OFFLINE="1")
+    assert "state=starting handler=storage" in started.stderr
+    assert "VIDEO" not in started.stderr
+    with pytest.raises(SettingsError, match="RUNPOD_SLIM_VIDEO_MAX_"):
+        read_settings({**env, "HANDLER_TYPE": "video"})
+
+
+def test_the_handler_gets_the_settings_read_before_the_install(tmp_path: Path) -> None:
+    environ = {"HANDLER_TYPE": "storage", "RUNPOD_SLIM_STORAGE_EXPIRES_S": "60"}
+    parsed = read_settings({**environ, "RUNPOD_SLIM_VOLUME": str(tmp_path / "none")})
+    assert parsed.handler == StorageSettings(expires_s=60)
+    assert parsed.config is not None and parsed.config.volume == tmp_path / "none"
+    built = build_handler({}, parsed)  # nothing is read from this environment again
+    assert isinstance(built, StorageHandler) and built.settings is parsed.handler
+    with pytest.raises(SettingsError) as info:
+        read_settings({"HANDLER_TYPE": "storage", "RUNPOD_SLIM_STORAGE_EXPIRES_S": "8d"})
+    assert str(info.value) == (
+        "RUNPOD_SLIM_STORAGE_EXPIRES_S='8d' is not valid: a whole number of seconds from 1 to "
+        "604800 (7 days)"
+    )
+
+
+def test_a_custom_worker_reads_no_handler_settings() -> None:
+    parsed = read_settings(
+        {
+            "HANDLER_TYPE": "custom",
+            "RUNPOD_SLIM_CUSTOM_HANDLER": "my_worker:handler",
+            "RUNPOD_SLIM_VIDEO_MAX_PIXELS": "huge",
+        }
+    )
+    assert (parsed.config, parsed.handler) == (None, None)
