@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import HandlerConfig
 from ..errors import JobError
-from ..io import volume_path
+from ..transfer import volume_path
 
 Aligner = tuple[Any, dict[str, Any]]  # whisperx's alignment model and its metadata
 

@@ -27,7 +27,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bootstrap.settings import did_you_mean
+from bootstrap.suggest import did_you_mean
 
 from ..errors import JobError
 from ..validation import Field, validate

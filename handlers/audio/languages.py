@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bootstrap.settings import did_you_mean
+from bootstrap.suggest import did_you_mean
 
 from ..errors import JobError
 

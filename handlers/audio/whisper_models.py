@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootstrap.settings import did_you_mean
+from bootstrap.suggest import did_you_mean
 
 from ..config import HandlerConfig
 from ..errors import JobError
-from ..io import volume_path
+from ..transfer import volume_path
 
 LOG = logging.getLogger("runpod-slim")
 

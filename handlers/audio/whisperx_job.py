@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bootstrap.settings import did_you_mean
+from bootstrap.suggest import did_you_mean
 
 from ..base import JobContext
 from ..errors import JobError
