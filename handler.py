@@ -68,6 +68,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     from bootstrap.errors import from_os_error
     from bootstrap.log import configure
     from bootstrap.profiles import profile_for
+    from handlers.errors import HandlerError
 
     configure()
     try:
@@ -78,7 +79,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         env = ensure(settings, environ=environ, profile=profile)
         env.hold()
         env.isolate()
-    except BootstrapError as exc:
+    except (BootstrapError, HandlerError) as exc:
         LOG.error("the worker cannot start: %s", exc)
         return 1
     except OSError as exc:  # a full disk, a lost volume: one line that says what to do
@@ -209,7 +210,7 @@ def adapt(
     """
     from handlers.base import JobContext
     from handlers.errors import JobError
-    from handlers.io import redact
+    from handlers.redaction import redact
     from handlers.stopping import STOPPED, Stopping
     from handlers.workdirs import JobDirs
 
@@ -282,12 +283,12 @@ def failure(
     handler_name: str, exc: BaseException, job: Mapping[str, Any], secrets: list[str]
 ) -> dict[str, Any]:
     """A job's failure as the one error string the caller gets (call inside `except`)."""
-    from handlers.errors import JobError
-    from handlers.io import redact
+    from handlers.errors import HandlerError
+    from handlers.redaction import redact
     from handlers.stopping import STOPPED
     from handlers.workdirs import WorkerStopping
 
-    if isinstance(exc, JobError):
+    if isinstance(exc, HandlerError):  # raised on purpose: its message is for the caller
         return {"error": redact(str(exc), secrets)}
     if isinstance(exc, WorkerStopping):
         return {"error": STOPPED}

@@ -20,6 +20,7 @@ from bootstrap.profiles import LOCKS_DIR, profile_for
 from bootstrap.settings import Settings
 from handler import build_handler, read_settings
 from handlers.base import Handler
+from handlers.errors import HandlerError
 from tests.support.builders import write_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +139,7 @@ PROBE_SETTINGS = '''
 """The probe handler's own settings."""
 from dataclasses import dataclass
 
-from bootstrap.errors import SettingsError
+from handlers.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -210,5 +211,6 @@ def test_adding_a_handler_is_a_package_an_entry_and_a_requirements_file(
     parsed = read_settings({**environ, "PROBE_LEVEL": "3"})
     assert parsed.handler is not None and getattr(parsed.handler, "level", None) == 3
     assert isinstance(build_handler({}, parsed), loaded)
-    with pytest.raises(SettingsError, match="PROBE_LEVEL='high' is not valid"):
+    with pytest.raises(SettingsError, match="PROBE_LEVEL='high' is not valid") as info:
         read_settings({**environ, "PROBE_LEVEL": "high"})
+    assert isinstance(info.value, HandlerError)  # the handlers' one base: the start catches it

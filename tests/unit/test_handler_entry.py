@@ -21,7 +21,7 @@ from bootstrap.errors import SettingsError
 from handler import adapt, build_handler, drained, one_shot, read_settings
 from handlers.base import Handler, JobContext
 from handlers.config import load_config
-from handlers.errors import JobError
+from handlers.errors import JobError, SetupError
 from handlers.storage import StorageHandler
 from handlers.storage.settings import StorageSettings
 from tests.support.http import closed_port_url
@@ -276,3 +276,52 @@ def test_a_custom_worker_reads_no_handler_settings() -> None:
         }
     )
     assert (parsed.config, parsed.handler) == (None, None)
+
+
+def test_the_handlers_errors_share_one_base() -> None:
+    from bootstrap.errors import BootstrapError
+    from handlers import errors
+
+    for kind in (errors.JobError, errors.SetupError, errors.SettingsError):
+        assert issubclass(kind, errors.HandlerError)
+    refusal = errors.SettingsError("RUNPOD_SLIM_X", "y", "a whole number")
+    assert isinstance(refusal, BootstrapError) and isinstance(refusal, SettingsError)
+    assert str(refusal) == "RUNPOD_SLIM_X='y' is not valid: a whole number"
+
+
+class LateSetup(Echo):
+    """A handler that finds, during a job, that a model it needs cannot be set up."""
+
+    name = "late"
+
+    async def run(self, job: JobContext) -> dict[str, Any]:
+        raise SetupError("the voice model on the volume is damaged; put it back")
+
+
+def test_any_handler_error_in_a_job_is_the_callers_one_sentence() -> None:
+    result = asyncio.run(adapt(LateSetup(CONFIG), lambda job, message: None)({"input": {}}))
+    assert result == {"error": "the voice model on the volume is damaged; put it back"}
+
+
+def test_nothing_the_image_ships_imports_the_harness() -> None:
+    """handlers/harness.py stays out of the image (.dockerignore): no shipped module needs it."""
+    import ast
+
+    shipped = [REPO / "handler.py", *REPO.glob("bootstrap/**/*.py"), *REPO.glob("handlers/**/*.py")]
+    importers = []
+    for path in shipped:
+        if path.name == "harness.py" or "__pycache__" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):  # also `from . import harness`
+                names = [node.module or "", *(alias.name for alias in node.names)]
+            else:
+                continue
+            if any(name.split(".")[-1] == "harness" for name in names):
+                importers.append(path.relative_to(REPO))
+    assert importers == []
+    rules = (REPO / ".dockerignore").read_text().splitlines()
+    assert "handlers/harness.py" in rules
+    assert rules.index("handlers/harness.py") > rules.index("!handlers/")  # the later rule wins
