@@ -146,6 +146,14 @@ class JobContext:
 
         return transfer.deliver(path, destination, field, self.io(), expires_s=expires_s)
 
+    def fit_output(self, output: dict[str, Any]) -> dict[str, Any]:
+        """The job's whole output as RunPod will take it (its JSON is what counts): as it is,
+        or put in the worker's results place when over /run's 10 MB (see transfer.outputs).
+        Blocking: run in a thread."""
+        from . import transfer
+
+        return transfer.fit_output(output, self.workdir, self.io())
+
     def check_destination(
         self,
         destination: str | None,

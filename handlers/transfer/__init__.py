@@ -5,7 +5,8 @@
 - `sources`: URL downloads, s3:// and volume:// sources, base64 fields, size limits;
 - `files`: atomic writes and hashing as bytes arrive;
 - `destinations`: a result inline, to s3://, volume:// or a presigned PUT URL;
-- `results`: RunPod's size limits, where a result too big to return goes, streamed chunks.
+- `results`: RunPod's size limits, where a result too big to return goes, streamed chunks;
+- `outputs`: a job's whole output (its JSON) against those limits.
 
 Safety, in one place: a volume path never leaves the volume (no absolute paths, no `..`, no
 symlink out); a URL goes to public addresses only unless RUNPOD_SLIM_ALLOW_PRIVATE_URLS is
@@ -29,6 +30,7 @@ from .locations import (
     scheme_of,
     volume_path,
 )
+from .outputs import fit_output
 from .results import (
     RUN_LIMIT_BYTES,
     RUNSYNC_LIMIT_BYTES,
@@ -61,6 +63,7 @@ __all__ = [
     "decode_base64",
     "deliver",
     "fetch_source",
+    "fit_output",
     "inline_limit",
     "largest_inline",
     "parse_s3",

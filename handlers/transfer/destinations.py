@@ -47,8 +47,16 @@ def deliver(
     place = offload_destination(config, job.id, path.name)
     if place is None:
         raise nowhere_error(size, field, config)
-    delivered = _put(path, place, field, job, expires_s, own_place=True)
+    delivered = place_result(path, place, field, job, expires_s=expires_s)
     return {**delivered, "offloaded": why_offloaded(size, config)}
+
+
+def place_result(
+    path: Path, destination: str, field: str, job: JobIO, *, expires_s: int = 3600
+) -> dict[str, Any]:
+    """Put a file in the worker's own results place (RUNPOD_SLIM_RESULTS_URL or the volume's
+    outputs folder), with the worker's credentials: deliver()'s output fields."""
+    return _put(path, destination, field, job, expires_s, own_place=True)
 
 
 def _put(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -250,3 +251,36 @@ def put_server() -> Iterator[PutServer]:
         server.server.shutdown()
         server.server.server_close()
         thread.join(timeout=10)
+
+
+def test_a_whole_output_over_runs_10_mb_goes_to_the_results_place(tmp_path: Path) -> None:
+    small = {"text": "hello", "segments": []}
+    job = job_for(config_for(tmp_path), tmp_path, "long-talk")
+    assert job.fit_output(small) is small
+    words = [{"word": "w" * 90, "start": 1.0, "end": 1.5}] * 110_000  # 12.1 MB as JSON
+    output = {"text": "talk", "words": words}
+    size = len(json.dumps(output).encode())
+    fitted = job.fit_output(output)
+    landed = tmp_path / "volume" / "runpod-slim-outputs" / "long-talk" / "output.json"
+    assert fitted == {
+        "destination": "volume://runpod-slim-outputs/long-talk/output.json",
+        "path": str(landed.resolve()),
+        "bytes": size,
+        "offloaded": f"the job's output is {size / 1e6:.1f} MB as JSON, over the 10 MB "
+        "RunPod takes on /run",
+    }
+    assert json.loads(landed.read_bytes()) == output
+    assert not (tmp_path / "work" / "output.json").exists()
+
+
+def test_a_whole_output_with_nowhere_to_go_is_kept_up_to_runsyncs_20_mb(tmp_path: Path) -> None:
+    job = job_for(config_for(tmp_path, volume=False), tmp_path)
+    twelve = {"words": ["w" * 100] * 118_000}  # 12.4 MB: /runsync takes it
+    assert job.fit_output(twelve) is twelve
+    with pytest.raises(JobError) as caught:
+        job.fit_output({"words": ["w" * 100] * 200_000})
+    assert str(caught.value) == (
+        "the job's output is 20.8 MB as JSON, over the 20 MB RunPod takes, and this worker has "
+        "nowhere to put it: set RUNPOD_SLIM_RESULTS_URL on the endpoint, or attach a network "
+        "volume"
+    )
