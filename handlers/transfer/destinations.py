@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import netguard, volume
-from ..config import JOB_TIMEOUT_S
+from ..config import JOB_TIMEOUT_S, RESULTS_URL
 from ..errors import JobError
 from ..redaction import reason, short, shown_url
 from .files import copy_file
@@ -47,7 +47,9 @@ def deliver(
     place = offload_destination(config, job.id, path.name)
     if place is None:
         raise nowhere_error(size, field, config)
-    delivered = place_result(path, place, field, job, expires_s=expires_s)
+    # An error there is about the worker's setting, not about a field of the job.
+    where = RESULTS_URL if config.results_url is not None else "the volume's outputs folder"
+    delivered = place_result(path, place, where, job, expires_s=expires_s)
     return {**delivered, "offloaded": why_offloaded(size, config)}
 
 

@@ -284,3 +284,17 @@ def test_a_whole_output_with_nowhere_to_go_is_kept_up_to_runsyncs_20_mb(tmp_path
         "nowhere to put it: set RUNPOD_SLIM_RESULTS_URL on the endpoint, or attach a network "
         "volume"
     )
+
+
+def test_an_offload_that_fails_names_the_workers_setting_not_a_job_field(tmp_path: Path) -> None:
+    path, _ = result_of(tmp_path, 8 * MB)
+    config = config_for(tmp_path, RUNPOD_SLIM_RESULTS_URL="volume://linked")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "volume" / "linked").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(JobError) as caught:
+        job_for(config, tmp_path).deliver(path, None)
+    assert str(caught.value) == (
+        "RUNPOD_SLIM_RESULTS_URL='volume://linked/job-1/result.bin' leads through a symbolic "
+        "link ('linked'); links on the volume are not followed"
+    )
+    assert list((tmp_path / "elsewhere").iterdir()) == []
