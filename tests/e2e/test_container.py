@@ -229,3 +229,61 @@ def test_two_containers_on_an_empty_volume_install_once(
         assert (volume / name).read_bytes() == data
     envs = sorted(p.name for p in (volume / ".runpod-slim" / "envs").iterdir())
     assert len(envs) == 1, envs
+
+
+def test_the_image_ships_the_worker_and_not_its_test_tooling(image: str) -> None:
+    find = ["find", "/app", "-name", "*.py", "-not", "-path", "*/__pycache__/*"]
+    listing = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", *find[:1], image, *find[1:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    assert "/app/handler.py" in listing and "/app/handlers/storage/handler.py" in listing
+    assert "/app/bootstrap/catalog.py" in listing
+    assert "/app/handlers/harness.py" not in listing  # dev tooling: the tests' local API client
+    assert not [path for path in listing if "/tests/" in path or "/bench/" in path]
+
+
+def test_the_image_serves_the_sdks_local_api_without_the_harness(
+    image: str, volume: Path, containers: list[str]
+) -> None:
+    """--rp_serve_api is the RunPod SDK's own server: handler.py passes it on, nothing more."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    name = f"runpod-slim-e2e-{uuid.uuid4().hex[:12]}"
+    containers.append(name)
+    argv = _docker_run(name, volume, "{}")
+    argv[-2:] = ["--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(port)]
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    job = json.loads(_copy_job("served.txt", b"served by the local API\n"))
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/runsync",
+        data=json.dumps(job).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    try:
+        while True:  # the server answers once the cold install is done
+            assert proc.poll() is None, "the container ended before its server answered"
+            assert time.monotonic() < deadline, "the local API did not answer in time"
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    answer = json.loads(response.read())
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)  # polling a server that is not up yet, with a deadline
+    finally:
+        _remove(name)
+        out, _ = proc.communicate(timeout=60)
+    assert answer["status"] == "COMPLETED", out[-4000:]
+    assert answer["output"]["bytes"] == len(b"served by the local API\n")
+    assert (volume / "served.txt").read_bytes() == b"served by the local API\n"
