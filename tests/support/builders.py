@@ -7,6 +7,9 @@ import hashlib
 import zipfile
 from pathlib import Path
 
+from bootstrap.catalog import lock_file_name
+from bootstrap.lockheader import LockHeader
+
 
 def write_lock(
     locks_dir: Path,
@@ -18,19 +21,11 @@ def write_lock(
     hashed: bool = True,
     index: str | None = None,
 ) -> Path:
-    """A lock file in the generated format, with `body` as its requirement lines."""
-    header = [
-        "# runpod-slim lock",
-        f"# handler: {handler}",
-        f"# variant: {variant}",
-        f"# python: {python}",
-        "# platform: x86_64-manylinux_2_28",
-        f"# hashed: {'true' if hashed else 'false'}",
-    ]
-    if index:
-        header.append(f"# index: {index}")
-    path = locks_dir / f"{handler}-{variant}-cp{python.replace('.', '')}.txt"
-    path.write_text("\n".join(header) + "\n" + body)
+    """A lock file in the generated format (bootstrap/lockheader.py's header), with `body` as
+    its requirement lines."""
+    header = LockHeader(handler, variant, python, "x86_64-manylinux_2_28", hashed, index)
+    path = locks_dir / lock_file_name(handler, variant, python)
+    path.write_text(header.render() + body)
     return path
 
 
