@@ -52,6 +52,7 @@ class VideoHandler(Handler):
         self.encoders: Encoders | None = None
 
     def setup(self) -> None:
+        """Find the env's ffmpeg and test NVENC once; the start log says which encoders run."""
         import av
 
         self.encoders = find_encoders()
@@ -63,6 +64,7 @@ class VideoHandler(Handler):
         )
 
     async def run(self, job: JobContext) -> dict[str, Any]:
+        """One job: its input checked into a typed request, then done within its time limit."""
         request = parse(job.input)
         encoders = self.encoders
         if encoders is None:
@@ -84,11 +86,11 @@ class VideoHandler(Handler):
         check_pixels(request, info, self.settings.max_pixels)
         if isinstance(request, Transcode):
             plan = plan_encode(request, info, enc.nvenc, enc.nvenc_problems)
-            return await self._encode(job, request, path, info, plan, None, info.duration_s)
+            return await self._encode(job, request, path, plan, None, info.duration_s)
         if isinstance(request, Trim):
             plan = plan_trim(request, info, enc.nvenc, enc.nvenc_problems)
             length = request.end_s - request.start_s
-            return await self._encode(job, request, path, info, plan, request.start_s, length)
+            return await self._encode(job, request, path, plan, request.start_s, length)
         if isinstance(request, ExtractAudio):
             return await self._extract_audio(job, request, path, info, enc)
         if isinstance(request, Thumbnail):
@@ -100,7 +102,6 @@ class VideoHandler(Handler):
         job: JobContext,
         request: Transcode | Trim,
         path: Path,
-        info: MediaInfo,
         plan: EncodePlan,
         start: float | None,
         duration: float | None,
