@@ -261,3 +261,18 @@ def test_limits_name_their_setting() -> None:
     assert refusal(check_input, job("probe"), silent, 10) == (
         "input.video has no video or audio stream"
     )
+
+
+def test_the_start_log_says_which_encoders_jobs_get() -> None:
+    from handlers.video.ffmpeg import Encoders
+
+    none = Encoders("ffmpeg", frozenset(), {"h264": "h264_nvenc: Cannot load libcuda.so.1"})
+    assert none.describe() == (
+        "NVENC unavailable (h264_nvenc: Cannot load libcuda.so.1); "
+        "encoders: libx264, libx265, libsvtav1, libvpx-vp9"
+    )
+    assert none.nvenc_problem == "h264_nvenc: Cannot load libcuda.so.1"
+    some = Encoders("ffmpeg", frozenset({"h264", "av1"}), {"hevc": "hevc_nvenc: no"})
+    assert some.describe() == (
+        "NVENC works (h264_nvenc, av1_nvenc); encoders: h264_nvenc, av1_nvenc, libx265, libvpx-vp9"
+    )
