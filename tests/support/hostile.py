@@ -61,6 +61,9 @@ STRINGS: tuple[Any, ...] = (
     "http://x:notaport/",
     "http:///nohost",
     f"https://user:{CANARY}@example.invalid/x?X-Amz-Signature={CANARY}",
+    # Presigned PUT URLs as destinations: to the metadata service and loopback, signed.
+    f"http://169.254.169.254/bucket/out.bin?X-Amz-Signature={CANARY}",
+    f"https://127.0.0.1:1/bucket/out.bin?X-Amz-Credential={CANARY}&X-Amz-Signature=1",
     "s3://",
     "s3://b",
     "s3://bucket/\x00",
