@@ -248,7 +248,7 @@ def adapt(
                         ctx = context(job, tmp)
                         secrets = ctx.secrets
                         async for chunk in handler.stream(ctx):
-                            yield chunk
+                            yield ctx.checked_chunk(chunk)
                 except asyncio.CancelledError:
                     if not stop.cancelled():
                         raise
@@ -268,7 +268,8 @@ def adapt(
                     ctx = context(job, tmp)
                     secrets = ctx.secrets
                     output: dict[str, Any] = await handler.run(ctx)
-                    return output
+                    # RunPod refuses a result over 10 MB (/run): the job's whole JSON counts.
+                    return await asyncio.to_thread(ctx.fit_output, output)
             except asyncio.CancelledError:
                 if not stop.cancelled():
                     raise

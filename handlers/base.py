@@ -154,6 +154,13 @@ class JobContext:
 
         return transfer.fit_output(output, self.workdir, self.io())
 
+    def checked_chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """A streamed chunk, once known to fit RunPod's 1 MB per chunk (else a JobError)."""
+        from . import transfer
+
+        transfer.check_stream_chunk(chunk, "a streamed chunk")
+        return chunk
+
     def check_destination(
         self,
         destination: str | None,

@@ -325,3 +325,45 @@ def test_nothing_the_image_ships_imports_the_harness() -> None:
     rules = (REPO / ".dockerignore").read_text().splitlines()
     assert "handlers/harness.py" in rules
     assert rules.index("handlers/harness.py") > rules.index("!handlers/")  # the later rule wins
+
+
+class Verbose(Echo):
+    """Answers with a whole output of `input.mb` megabytes of JSON; streams it when asked."""
+
+    name = "verbose"
+
+    async def run(self, job: JobContext) -> dict[str, Any]:
+        return {"words": ["w" * 99] * int(job.input["mb"] * 10_000)}
+
+
+class BigStreamer(Streamer):
+    name = "big-streamer"
+
+    async def stream(self, job: JobContext) -> AsyncIterator[dict[str, Any]]:
+        yield {"chunk": 0, "data": "x" * 100}
+        yield {"chunk": 1, "data": "x" * 1_100_000}
+        yield {"chunk": 2}
+
+
+def test_the_worker_puts_a_whole_output_over_10_mb_on_the_volume(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    config = load_config({"RUNPOD_SLIM_VOLUME": str(volume)})
+    small = run(Verbose(config), {"id": "small", "input": {"mb": 1}})
+    assert small == {"words": ["w" * 99] * 10_000}
+    big = run(Verbose(config), {"id": "big", "input": {"mb": 12}})
+    landed = volume / "runpod-slim-outputs" / "big" / "output.json"
+    assert big["destination"] == "volume://runpod-slim-outputs/big/output.json"
+    assert big["offloaded"].startswith("the job's output is 12.")
+    assert len(landed.read_bytes()) == big["bytes"] > 12_000_000
+
+
+def test_the_worker_refuses_a_streamed_chunk_over_1_mb_and_stops_the_stream() -> None:
+    chunks = collect(BigStreamer(CONFIG), {"id": "s", "input": {}})
+    assert chunks[0] == {"chunk": 0, "data": "x" * 100}
+    assert chunks[1:] == [
+        {
+            "error": "a streamed chunk is 1.10 MB as JSON, over the 1 MB RunPod takes per "
+            "streamed chunk"
+        }
+    ]
