@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import JobError
@@ -49,7 +49,7 @@ def download(
     """
     from huggingface_hub import snapshot_download
 
-    into.mkdir(parents=True, exist_ok=True)
+    into.parent.mkdir(parents=True, exist_ok=True)
     staging = into.parent / f".{into.name}.download-{uuid.uuid4().hex[:12]}"
     token = environ.get(HF_TOKEN) or None
     try:
@@ -65,18 +65,21 @@ def download(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _move_in(staging: Path, into: Path) -> None:
-    """Every downloaded file under its final name, the markers last."""
+def _move_in(
+    staging: Path, into: Path, replace: Callable[[Path, Path], object] = os.replace
+) -> None:
+    """Every downloaded file under its final name; config.json files last, the top one last
+    of all (the Hub client's own .cache folder stays behind)."""
     files = [
         path
         for path in staging.rglob("*")
         if path.is_file() and ".cache" not in path.relative_to(staging).parts
     ]
-    files.sort(key=lambda path: (path.name == MARKER, len(path.parts), str(path)))
+    files.sort(key=lambda path: (path.name == MARKER, -len(path.parts), str(path)))
     for path in files:
         target = into / path.relative_to(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
+        replace(path, target)
 
 
 def _reason(exc: BaseException, token: str | None, staging: Path) -> str:

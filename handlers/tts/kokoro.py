@@ -119,15 +119,15 @@ class KokoroEngine:
     def where_to_add(self) -> str:
         return f"put NAME.pt under {self.directory / 'voices'}/"
 
-    def load(self, voice: str) -> Voice:
-        import torch
-
+    def load(self, voice: str) -> KokoroVoice:
         language = voice[:1]
         if language not in ENGLISH and language not in ESPEAK_LANGUAGES:
             raise JobError(
                 f"input.voice={voice!r} is in a language this worker's kokoro cannot phonemize: "
                 "choose a voice whose name starts with a, b, e, f, h, i or p"
             )
+        import torch
+
         with self._lock:
             self._fetch(voice)
             if self._model is None:
@@ -151,7 +151,13 @@ class KokoroEngine:
         advice = self._advice(wanted)
         if hub.offline(self.environ):
             raise JobError(f"engine 'kokoro' lacks files and downloads are off: {advice}")
-        hub.download(KOKORO_REPO, wanted, self.directory, self.environ, advice=advice)
+        hub.download(
+            KOKORO_REPO,
+            wanted,
+            self.directory,
+            self.environ,
+            advice=f"engine 'kokoro' lacks files: {advice}",
+        )
 
 
 class KokoroVoice:

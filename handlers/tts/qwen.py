@@ -35,7 +35,6 @@ from .. import volume
 from ..config import HandlerConfig
 from ..errors import JobError
 from . import hub
-from .engines import Voice
 
 Samples = Any  # a float32 numpy array, mono, in -1..1
 
@@ -173,16 +172,17 @@ class QwenEngine:
                     raise JobError(f"engine 'qwen' has no model: {self._advice(kind)}")
                 repo = KINDS[kind]
                 target = self.directory / repo.split("/")[-1]
-                hub.download(repo, ["*"], target, self.environ, advice=self._advice(kind))
+                advice = f"engine 'qwen' has no model: {self._advice(kind)}"
+                hub.download(repo, ["*"], target, self.environ, advice=advice)
                 folder = target
             model = _load(folder, machine_placement())
             self._models[kind] = Loaded(model, _rate(model), threading.Lock())
             return self._models[kind]
 
-    def load(self, voice: str) -> Voice:
+    def load(self, voice: str) -> QwenVoice:
         return QwenVoice(voice, self._model("custom_voice"))
 
-    def clone(self, reference: Path, transcript: str | None) -> Voice:
+    def clone(self, reference: Path, transcript: str | None) -> QwenClonedVoice:
         """A voice from `reference` (any format soundfile reads); ICL when `transcript` is given."""
         import numpy as np
         import soundfile
