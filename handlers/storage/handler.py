@@ -1,7 +1,8 @@
 """The storage handler's lifecycle and its actions (files between URLs, buckets, the volume).
 
 Actions, chosen by "action":
-  copy     source (https/s3/volume URL) or source_base64 -> destination (s3:// or volume://)
+  copy     source (https/s3/volume URL) or source_base64 -> destination (s3://, volume://, or
+           an https:// presigned PUT URL)
   presign  source (s3 object) -> a GET URL valid for expires_s
   list     source (s3 prefix or volume dir) -> entries, paginated by limit and cursor
   stat     source (s3 object or volume file) -> size, modified
@@ -24,7 +25,17 @@ from .. import volume
 from ..base import Handler, JobContext
 from ..config import HandlerConfig
 from ..errors import JobError
-from ..transfer import Target, copy_file, parse_s3, presign, s3_client, s3_error, scheme_of
+from ..transfer import (
+    DESTINATION_SCHEMES,
+    Target,
+    copy_file,
+    parse_s3,
+    presign,
+    s3_client,
+    s3_error,
+    scheme_of,
+    shown_url,
+)
 from ..validation import Field, validate
 from . import settings as storage_settings
 from .fields import ACTIONS, FIELDS
@@ -68,14 +79,16 @@ class StorageHandler(Handler):
 
     def _copy(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
         destination = args["destination"]
-        to_volume = scheme_of(destination, "input.destination", ("s3", "volume")) == "volume"
+        to_volume = scheme_of(destination, "input.destination", DESTINATION_SCHEMES) == "volume"
         # Bytes for the volume land at their final path at once (atomically): no second copy.
         target: Target
         if to_volume:
             target = volume.parse(destination, "input.destination", job.config)
             volume.check_destination(target)
         else:
-            target = job.workdir / _basename(destination)
+            target = job.workdir / _basename(
+                destination.split("?", 1)[0]
+            )  # a PUT URL's query is its signature
         local, digest = job.fetch("source", args["source"], args["source_base64"], target)
         if isinstance(target, volume.VolumePath):
             if digest is None:  # a volume:// source, read in place
@@ -83,7 +96,7 @@ class StorageHandler(Handler):
                 copy_file(local, target)
             size = target.path.stat().st_size
             return {"destination": destination, "bytes": size, "sha256": digest}
-        job.progress(f"uploading to {destination}")
+        job.progress(f"uploading to {shown_url(destination)}")
         with ThreadPoolExecutor(max_workers=1) as pool:
             # A volume:// source is hashed while it uploads: both read it from the page cache.
             hashing = pool.submit(sha256_of, local) if digest is None else None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.config import Config
 
 from bootstrap.cache import Layout, new_staging, publish, write_manifest
 from handler import adapt
@@ -287,9 +288,9 @@ def test_cache_action_lists_and_prunes_bootstrap_envs(run_job: Run, tmp_path: Pa
             "input.source_base64 is 14000001 long; the limit is 14000000",
         ),
         (
-            {"action": "copy", "source_base64": "eA==", "destination": "https://example.com/x"},
-            "input.destination='https://example.com/x' has scheme 'https'; allowed: s3://, "
-            "volume://",
+            {"action": "copy", "source_base64": "eA==", "destination": "ftp://example.com/x"},
+            "input.destination='ftp://example.com/x' has scheme 'ftp'; allowed: s3://, "
+            "volume://, https://, http://",
         ),
         (
             {"action": "presign", "source": "s3://b/k", "expires_s": 0},
@@ -321,3 +322,31 @@ def test_a_symlink_out_of_the_volume_is_refused(run_job: Run, volume: Path, tmp_
         "('dirlink'); links on the volume are not followed"
     }
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_copy_to_a_presigned_put_url(
+    run_job: Run, s3_bucket: str, s3_client: Any, s3_client_factory: Callable[..., Any]
+) -> None:
+    """A client that signs its own upload URL gets the bytes there; the signature never shows."""
+    signer = s3_client_factory(config=Config(signature_version="s3v4"))  # as tools sign today
+    signed = signer.generate_presigned_url(
+        "put_object", Params={"Bucket": s3_bucket, "Key": "put/hello.txt"}, ExpiresIn=600
+    )
+    signature = signed.split("?", 1)[1]
+    data = b"hello through a signed PUT\n"
+    result = run_job(
+        private_urls=True,  # radosgw listens on loopback
+        action="copy",
+        source_base64=base64.b64encode(data).decode(),
+        destination=signed,
+    )
+    assert result == {
+        "action": "copy",
+        "destination": signed.split("?", 1)[0],
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    assert signature not in repr(result)
+    body = s3_client.get_object(Bucket=s3_bucket, Key="put/hello.txt")["Body"].read()
+    assert body == data
+    s3_client.delete_object(Bucket=s3_bucket, Key="put/hello.txt")
