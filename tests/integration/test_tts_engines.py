@@ -304,3 +304,49 @@ def test_a_failed_download_says_what_to_put_where_without_the_token(
         assert ".download-" not in facts[engine]["load"], engine
     # Nothing half-downloaded is left: only the empty folders the downloads were staged in.
     assert facts["left"] == ["models", "models/qwen3-tts"]
+
+
+def test_gpu_check_rehearses_its_torch_checks_on_the_cpu(tts_site: Path, tmp_path: Path) -> None:
+    """bench/gpu_check.py's attention and engine checks, run on the CPU with this env: on a
+    lent GPU machine the same code runs on CUDA, so it must not first fail there."""
+    environ = {
+        **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")},
+        "GPU_CHECK_REHEARSE_ON_CPU": "1",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "TMPDIR": str(tmp_path),
+    }
+    only = [arg for name in ("cuda", "attention", "kokoro", "qwen") for arg in ("--only", name)]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--site", str(tts_site), *only],
+        env=environ,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checks = json.loads(proc.stdout)["checks"]
+    assert checks["cuda"] == {
+        "status": "skipped",
+        "detail": "torch 2.7.0+cu126 sees no CUDA device",
+        "seconds": checks["cuda"]["seconds"],
+    }
+    attention = checks["attention"]
+    assert attention["status"] == "ok", attention
+    for row in (attention["full"], attention["causal"]):
+        assert row["dtype"] == "bfloat16" and row["sdpa_max_error"] < 5e-2
+        assert row["flash_attn"].startswith("skipped: flash_attn cannot be imported")
+    kokoro, qwen = checks["kokoro"], checks["qwen"]
+    assert kokoro["status"] == "ok", kokoro
+    assert (kokoro["device"], kokoro["dtype"], kokoro["output_dtype"]) == (
+        "cpu",
+        "torch.float32",
+        "float32",
+    )
+    assert kokoro["samples"][0] == kokoro["samples"][1] > 0  # Kokoro is deterministic
+    assert qwen["status"] == "ok", qwen
+    assert qwen["placement"] == {"device": "cpu", "dtype": "float32", "attention": "sdpa"}
+    assert (qwen["dtype"], qwen["attention"]) == ("torch.float32", "sdpa")
+    assert qwen["samples"] > 0 and qwen["cloned_samples"] > 0
+    assert list(tmp_path.glob("gpu-check-*")) == []  # its temporary volumes are gone
