@@ -13,7 +13,9 @@ directory. Then alternates, `rounds` times:
 Both encode to h264 with libx264 at `preset` (veryfast by default, so four encodes of 30 s of
 1080p fit in about two minutes on two cores) and crf 23, audio aac 128k; the two outputs have
 the same size, which shows the arguments are the same. Reports the best of rounds
-and the handler's overhead (target: at most 5%). NVENC vs libx264 needs a GPU with NVENC;
+and the handler's overhead (target: at most 5%), in wall seconds and in CPU seconds (ffmpeg's,
+and the handler's own Python: on a busy machine wall seconds swing with the neighbours, CPU
+seconds hardly). NVENC vs libx264 needs a GPU with NVENC;
 without one (setup's test encode fails) it is reported as not measured.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,17 +41,36 @@ from bootstrap import ensure, load_settings
 from handler import adapt, build_handler
 
 
-def alternate(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
-    """Wall seconds of each run per round, alternating which goes first, so neither always
-    gets the warmer machine."""
+def cpu_seconds(who: int) -> float:
+    """User plus system CPU seconds of this process (RUSAGE_SELF: the handler's own Python,
+    its threads included) or of its finished children (RUSAGE_CHILDREN: ffmpeg)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def alternate(
+    runs: dict[str, Callable[[], None]], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+    """Per run and round: wall seconds, ffmpeg's CPU seconds and this process's own CPU
+    seconds, alternating which run goes first, so neither always gets the warmer machine.
+
+    CPU seconds hardly move with what else the machine runs, where wall seconds on a busy
+    machine do: the handler's own CPU is its overhead without ffmpeg's noise in it.
+    """
     order = list(runs.items())
-    timings: dict[str, list[float]] = {name: [] for name in runs}
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    ffmpeg_cpu: dict[str, list[float]] = {name: [] for name in runs}
+    own_cpu: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(rounds):
         for name, run in order if round_ % 2 == 0 else order[::-1]:
+            children = cpu_seconds(resource.RUSAGE_CHILDREN)
+            own = cpu_seconds(resource.RUSAGE_SELF)
             began = time.perf_counter()
             run()
-            timings[name].append(time.perf_counter() - began)
-    return timings
+            walls[name].append(time.perf_counter() - began)
+            ffmpeg_cpu[name].append(cpu_seconds(resource.RUSAGE_CHILDREN) - children)
+            own_cpu[name].append(cpu_seconds(resource.RUSAGE_SELF) - own)
+    return walls, ffmpeg_cpu, own_cpu
 
 
 def main() -> None:
@@ -113,7 +135,9 @@ def main() -> None:
             if "error" in result:
                 raise SystemExit(result["error"])
 
-        timings = alternate({"direct": run_direct, "handler": run_handler}, args.rounds)
+        timings, ffmpeg_cpu, own_cpu = alternate(
+            {"direct": run_direct, "handler": run_handler}, args.rounds
+        )
         nvenc: str | dict[str, float] = (
             f"not measured: NVENC is not available here ({handler.encoders.nvenc_problem})"
         )
@@ -124,6 +148,10 @@ def main() -> None:
             if "error" in result:
                 raise SystemExit(result["error"])
             nvenc = {"h264_nvenc_s": round(time.perf_counter() - began, 2)}
+        # A handler job's whole CPU: its ffmpeg's and its own.
+        handler_cpu = [
+            a + b for a, b in zip(ffmpeg_cpu["handler"], own_cpu["handler"], strict=True)
+        ]
         out = probe(volume / "out" / "handler.mp4", "output")
         best = {name: min(values) for name, values in timings.items()}
         overhead = (best["handler"] - best["direct"]) / best["direct"] * 100
@@ -144,6 +172,24 @@ def main() -> None:
                         statistics.median(timings["handler"]) / statistics.median(timings["direct"])
                         - 1
                     )
+                    * 100,
+                    2,
+                ),
+                "cpu_s": {
+                    "ffmpeg": {k: [round(v, 2) for v in vals] for k, vals in ffmpeg_cpu.items()},
+                    "own": {k: [round(v, 3) for v in vals] for k, vals in own_cpu.items()},
+                },
+                # The handler's own CPU (validation, probes, progress, delivery) per job, and
+                # as a share of the CPU the encode itself takes.
+                "handler_own_cpu_s_median": round(statistics.median(own_cpu["handler"]), 3),
+                "handler_overhead_cpu_pct_median": round(
+                    (statistics.median(handler_cpu) / statistics.median(ffmpeg_cpu["direct"]) - 1)
+                    * 100,
+                    2,
+                ),
+                "handler_own_cpu_pct_of_encode": round(
+                    statistics.median(own_cpu["handler"])
+                    / statistics.median(ffmpeg_cpu["direct"])
                     * 100,
                     2,
                 ),
