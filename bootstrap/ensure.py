@@ -41,7 +41,7 @@ from .start import Start
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
 if TYPE_CHECKING:
-    from .installer import Runner
+    from .runner import Runner
 
 
 def python_version() -> str:

@@ -1,59 +1,61 @@
-"""Provision the package installer, run it on a plan, and smoke-test the result.
+"""Install a plan with uv (or pip): the requirements file, the command line, retries, the deadline.
 
-uv is found on PATH, else in the cache, else its wheel is fetched from the package index and
-checked against the sha256 pinned here; pip is the fallback. Every command goes through a
-`Runner`, so tests can watch the exact command lines, and its output reaches the log line by
-line (uv's "Downloading torch (825.1MiB)" lines are the download progress).
-
-Installers run in their own process group, die with the bootstrap (a parent-death signal),
-and are killed, group and all, at the install's deadline. pip runs isolated from the machine's
-pip configuration and PIP_* variables: the settings are the one place that chooses an index.
+pip runs isolated from the machine's pip configuration and PIP_* variables: the settings are the
+one place that chooses an index. The installer's other parts live beside this module and are
+re-exported here for the callers that import them from it: bootstrap/runner.py runs a command
+(streamed, killed on time), bootstrap/tools.py provisions uv (or finds pip), and
+bootstrap/smoke.py imports what was installed.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
-import platform
 import re
 import shutil
-import signal
-import stat
-import subprocess
-import sys
-import threading
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from .cache import Layout
 from .deadline import Deadline
-from .errors import (
-    BootstrapError,
-    InstallError,
-    InstallTimeoutError,
-    SmokeTestError,
-    from_os_error,
-)
-from .fetch import download, index_file_url, redact_url, sha256_of
+from .errors import InstallError, InstallTimeoutError, from_os_error
+from .fetch import redact_url
 from .plan import InstallPlan
+from .runner import Runner, redact_line, run_streaming
 from .settings import Settings
+from .smoke import RequirementImportError, smoke_test
+from .tools import (
+    LEFTOVER_AGE_S,
+    UV_VERSION,
+    UV_WHEELS,
+    Tool,
+    find_tool,
+    provision_uv,
+    sweep_tool_leftovers,
+)
 
-UV_VERSION = "0.13.9"
-UV_WHEELS = {
-    "x86_64": (
-        "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-        "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
-    ),
-    "aarch64": (
-        "uv-0.13.9-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.musllinux_1_1_aarch64.whl",
-        "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
-    ),
-}
+__all__ = [
+    "LEFTOVER_AGE_S",
+    "PIP_REQUIREMENTS",
+    "UV_VERSION",
+    "UV_WHEELS",
+    "RequirementImportError",
+    "Runner",
+    "Tool",
+    "find_tool",
+    "install_command",
+    "install_indexes",
+    "installed_distributions",
+    "provision_uv",
+    "redact_line",
+    "requirements_file",
+    "run_install",
+    "run_streaming",
+    "smoke_test",
+    "sweep_tool_leftovers",
+    "tool_environ",
+]
+
 # Lines of installer output that mean the network failed, so a retry may help.
 _NETWORK_SIGNS = (
     "error sending request",
@@ -70,264 +72,8 @@ _NETWORK_SIGNS = (
     "newconnectionerror",
     "readtimeouterror",
 )
-_TAIL_LINES = 40
 # Options whose value is an index (uv's and pip's spellings), named when an install stalls.
 _INDEX_OPTIONS = ("--index-url", "--index", "--default-index", "--extra-index-url")
-# user:password@ in a URL an installer prints; never logged or put in an error.
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+(?::[^/@\s]*)?@")
-_PR_SET_PDEATHSIG = 1
-# How Python's ssl, uv (rustls) and pip say that a server's certificate is not trusted.
-_CERTIFICATE = re.compile(
-    r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|invalid peer certificate|UnknownIssuer"
-    r"|self[- ]signed certificate",
-    re.IGNORECASE,
-)
-# A leftover of provisioning (a half-unpacked uv, a partial download) untouched for this long
-# belongs to a dead start: unpacking takes seconds, and a live download writes (so touches its
-# file) all the time and stops at the install deadline.
-LEFTOVER_AGE_S = 900.0
-
-
-class Runner(Protocol):
-    """Runs a command, feeding each output line to on_line; returns (exit code, last lines).
-
-    With timeout_s, the command (and everything it started) is killed after that long.
-    """
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        cwd: Path | None,
-        on_line: Callable[[str], None],
-        timeout_s: float | None = None,
-    ) -> tuple[int, list[str]]: ...
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn that has the kernel SIGKILL the child when the bootstrap dies (Linux)."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.restype = ctypes.c_int
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]  # resolved here, not in the forked child
-
-    def set_pdeathsig() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-    return set_pdeathsig
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def redact_line(line: str) -> str:
-    """An installer's output line without credentials in any URL it names."""
-    return _CREDENTIALS.sub("***@", line)
-
-
-def run_streaming(
-    argv: Sequence[str],
-    env: Mapping[str, str],
-    cwd: Path | None,
-    on_line: Callable[[str], None],
-    timeout_s: float | None = None,
-) -> tuple[int, list[str]]:
-    """The real Runner: stdout and stderr merged, streamed line by line.
-
-    The child leads its own process group, so that a kill at the deadline, or when the
-    bootstrap is stopped, takes whatever it started too; and it is sent SIGKILL by the kernel
-    if the bootstrap dies first, so an orphaned uv never keeps writing into the cache.
-    """
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-    with subprocess.Popen(
-        list(argv),
-        env=dict(env),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-        preexec_fn=_parent_death_signal(),  # noqa: PLW1509 (no locks taken in the child)
-    ) as proc:
-        timer = None
-        if timeout_s is not None:
-            timer = threading.Timer(timeout_s, _kill_group, (proc,))
-            timer.daemon = True
-            timer.start()
-        try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = redact_line(raw.rstrip())
-                if line:
-                    tail.append(line)
-                    on_line(line)
-            code = proc.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if proc.poll() is None:  # the bootstrap is being stopped: take the group with it
-                _kill_group(proc)
-                proc.wait()
-    return code, list(tail)
-
-
-@dataclass(frozen=True)
-class Tool:
-    """The installer this start uses."""
-
-    kind: str  # "uv" or "pip"
-    argv: tuple[str, ...]  # how to invoke it, up to and excluding "pip install"
-
-    def describe(self) -> str:
-        return f"{self.kind} ({' '.join(self.argv)})"
-
-
-def find_tool(
-    settings: Settings,
-    layout: Layout,
-    *,
-    log: Callable[[str], None],
-    which: Callable[[str], str | None] = shutil.which,
-    python: str = sys.executable,
-    machine: str | None = None,
-    deadline: Deadline | None = None,
-) -> Tool:
-    """uv from PATH, the cache, the image's wheelhouse or the index; else pip."""
-    sweep_tool_leftovers(
-        layout, older_than_s=max(LEFTOVER_AGE_S, settings.install_timeout_s + 60), log=log
-    )
-    uv_failure: BootstrapError | None = None
-    if settings.installer in ("auto", "uv"):
-        found = which("uv")
-        if found:
-            return Tool("uv", (found,))
-        try:
-            uv = provision_uv(settings, layout, log=log, machine=machine, deadline=deadline)
-            return Tool("uv", (str(uv),))
-        except BootstrapError as exc:
-            if settings.installer == "uv":
-                raise
-            uv_failure = exc
-            log(f"installer: uv unavailable ({exc}); falling back to pip")
-    probe = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        if uv_failure is not None and _CERTIFICATE.search(str(uv_failure)):
-            # What went wrong is the certificate, not the tools: say so, and how to fix it.
-            raise BootstrapError(
-                f"{uv_failure}; the index's TLS certificate is not trusted here (a proxy that "
-                "intercepts TLS?): point SSL_CERT_FILE at a CA bundle that holds its CA (an "
-                "image build: build-runpod-slim.sh --ca-cert FILE), and pip is not available"
-            )
-        raise InstallError(
-            f"{python} -m pip",
-            1,
-            "",
-            "neither uv nor pip is available: put uv on PATH, or "
-            "let the bootstrap fetch it (RUNPOD_SLIM_INSTALLER=auto, network to the index)"
-            + (f"; fetching uv failed: {uv_failure}" if uv_failure else ""),
-        )
-    return Tool("pip", (python, "-m", "pip"))
-
-
-def provision_uv(
-    settings: Settings,
-    layout: Layout,
-    *,
-    log: Callable[[str], None],
-    machine: str | None = None,
-    deadline: Deadline | None = None,
-) -> Path:
-    """The pinned uv binary, from the cache, else unpacked from its hash-checked wheel."""
-    arch = machine or platform.machine()
-    if arch not in UV_WHEELS:
-        raise BootstrapError(f"no pinned uv wheel for {arch}; put uv on PATH")
-    binary = layout.tools / f"uv-{UV_VERSION}-{arch}" / "uv"
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-    filename, sha256 = UV_WHEELS[arch]
-    wheel = settings.wheelhouse / filename
-    if not (wheel.is_file() and sha256_of(wheel) == sha256):  # only the pinned bytes become uv
-        if wheel.is_file():
-            log(f"installer: {wheel} is not the pinned uv wheel (sha256 differs); not used")
-        if settings.offline:
-            raise BootstrapError("uv is not in the cache and RUNPOD_SLIM_OFFLINE is set")
-        url = index_file_url(
-            settings.index_url, "uv", filename, ca_bundle=settings.ca_bundle, deadline=deadline
-        )
-        log(f"installer: fetching uv {UV_VERSION} from the index")
-        wheel = download(
-            url,
-            layout.wheels / sha256[:16] / filename,
-            sha256,
-            ca_bundle=settings.ca_bundle,
-            retries=settings.retries,
-            log=log,
-            deadline=deadline,
-        )
-    # A token, not the pid: every containerised worker is pid 1, and several may unpack at once.
-    staging = binary.parent.with_name(f".{binary.parent.name}.{os.urandom(6).hex()}")
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as archive:
-            member = next(n for n in archive.namelist() if n.endswith(".data/scripts/uv"))
-            with archive.open(member) as source, (staging / "uv").open("wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-        mode = stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
-        (staging / "uv").chmod(mode)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise from_os_error(exc, f"unpacking uv {UV_VERSION}", staging) from None
-    try:
-        os.rename(staging, binary.parent)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not binary.is_file():  # else another process unpacked it first, which is as good
-            raise from_os_error(exc, f"unpacking uv {UV_VERSION}", binary.parent) from None
-    return binary
-
-
-def sweep_tool_leftovers(
-    layout: Layout,
-    *,
-    older_than_s: float = LEFTOVER_AGE_S,
-    log: Callable[[str], None],
-    clock: Callable[[], float] = time.time,
-) -> list[Path]:
-    """Remove what killed provisioning left: half-unpacked tools, partial downloads.
-
-    tools/ and wheels/ are shared by every env key, so holding one key's lock does not make
-    them ours: only leftovers untouched for `older_than_s` go, never a live start's.
-    """
-    candidates = [
-        *(layout.tools.glob(".*") if layout.tools.is_dir() else ()),
-        *(layout.wheels.glob("*/.*.part") if layout.wheels.is_dir() else ()),
-    ]
-    removed = []
-    for path in candidates:
-        try:
-            stamps = [path.lstat().st_mtime]
-            if path.is_dir():
-                stamps += [inner.lstat().st_mtime for inner in path.rglob("*")]
-        except OSError:
-            continue  # gone already
-        if clock() - max(stamps) < older_than_s:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path)
-    if removed:
-        log(f"installer: removed {len(removed)} leftovers of killed starts from {layout.root}")
-    return removed
 
 
 def requirements_file(plan: InstallPlan, staging: Path, flash_attn_wheel: Path | None) -> Path:
@@ -542,201 +288,3 @@ def install_indexes(argv: Sequence[str]) -> str:
     if not urls:
         return "the package index"
     return "the package index " + " and ".join(dict.fromkeys(urls))
-
-
-_SMOKE = r"""
-import importlib, json, os, re, site, sys, traceback
-from importlib import metadata
-target, cuda, rest = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
-split = rest.index("--") if "--" in rest else len(rest)
-modules, distributions = rest[:split], rest[split + 1:]
-site.addsitedir(target)
-sys.path.remove(target)
-sys.path.insert(0, target)
-real = os.path.realpath(target) + os.sep
-
-def inside(module):
-    # A namespace package has no __file__, only __path__.
-    places = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", None) or [])
-    return any(p and os.path.realpath(p).startswith(real) for p in places)
-
-def normalize(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-def top_level(dist):
-    # top_level.txt where the wheel has one; else the packages and modules RECORD lists.
-    names = (dist.read_text("top_level.txt") or "").split()
-    if not names:
-        for path in dist.files or ():
-            parts = path.parts
-            if len(parts) == 1 and path.suffix in (".py", ".so", ".pyd"):
-                names.append(parts[0].split(".")[0])
-            elif len(parts) > 1 and path.suffix in (".py", ".so", ".pyd"):
-                names.append(parts[0])
-    names = sorted({n.replace("/", ".") for n in names if n.replace("/", "").isidentifier()})
-    public = [n for n in names if not n.startswith("_")]
-    return public or names
-
-for name in modules:
-    print("smoke: import " + name, flush=True)
-    module = importlib.import_module(name)
-    if not inside(module):
-        where = getattr(module, "__file__", None) or list(getattr(module, "__path__", []))
-        raise SystemExit("smoke: %s was imported from %s, not from the env" % (name, where))
-if distributions:
-    installed = {}
-    for dist in metadata.distributions(path=[target]):
-        installed.setdefault(normalize(dist.metadata["Name"] or ""), dist)
-    for wanted in distributions:
-        dist = installed.get(normalize(wanted))
-        if dist is None:
-            print("smoke: %s is not installed here (a marker leaves it out)" % wanted, flush=True)
-            continue
-        for name in top_level(dist):
-            print("smoke: import %s from %s" % (name, wanted), flush=True)
-            try:
-                importlib.import_module(name)
-            except BaseException as exc:
-                last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                last = last.replace("\n", " ")
-                print("smoke-failed\t%s\t%s\t%s" % (wanted, name, last), flush=True)
-                raise SystemExit(3)
-if "torchvision" in sys.modules:
-    # A torchvision built for another torch imports fine and fails at its first operator.
-    print("smoke: run torchvision.ops.nms on CPU", flush=True)
-    import torch, torchvision
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]])
-    kept = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5).tolist()
-    if kept != [0]:
-        raise SystemExit("smoke: torchvision.ops.nms kept %r of two boxes, not [0]" % kept)
-if cuda:
-    print("smoke: import torch (CUDA)", flush=True)
-    import torch
-    if not torch.cuda.is_available():
-        raise SystemExit("smoke: torch.cuda.is_available() is False on a GPU worker")
-    value = (torch.ones(64, device="cuda") * 2).sum().item()
-    if value != 128:
-        raise SystemExit("smoke: a CUDA op returned %r, expected 128" % value)
-    if "flash_attn" in modules:
-        print("smoke: import flash_attn_2_cuda", flush=True)
-        import flash_attn_2_cuda  # the CUDA extension; a wheel without it imports silently
-hot = os.environ.get("RUNPOD_SLIM_HOT_PAGES")
-if hot:
-    # Which pages of the env's large files these imports touched: a packed env's hydration
-    # reads them ahead in a few large reads instead of one round trip per page fault.
-    page = os.sysconf("SC_PAGE_SIZE")
-    ranges = {}
-    try:
-        with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb") as pagemap:
-            for line in maps:
-                fields = line.split(maxsplit=5)
-                if len(fields) < 6 or not fields[5].strip().startswith(real):
-                    continue
-                path = fields[5].strip()
-                if os.path.getsize(path) < 1 << 20:
-                    continue
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                offset = int(fields[2], 16)
-                pagemap.seek(start // page * 8)
-                entries = pagemap.read((end - start) // page * 8)
-                rel = os.path.relpath(path, real)
-                for i in range(len(entries) // 8):
-                    if entries[i * 8 + 7] & 0x80:  # bit 63: present
-                        ranges.setdefault(rel, []).append(offset + i * page)
-    except OSError:
-        ranges = {}
-    merged = {}
-    for rel, offsets in ranges.items():
-        spans = []
-        for at in sorted(set(offsets)):
-            if spans and at - (spans[-1][0] + spans[-1][1]) <= 256 << 10:
-                spans[-1][1] = at + page - spans[-1][0]
-            else:
-                spans.append([at, page])
-        merged[rel] = spans
-    with open(hot, "w") as out:
-        json.dump(merged, out)
-print("smoke: ok", flush=True)
-"""
-_FAILED = "smoke-failed\t"
-
-
-class RequirementImportError(SmokeTestError):
-    """One of a custom handler's own requirements fails to import; nothing was published."""
-
-    def __init__(self, distribution: str, module: str, error: str, requirements: str) -> None:
-        self.package = distribution
-        self.module = module
-        self.stderr_tail = error
-        BootstrapError.__init__(
-            self,
-            f"your requirement {distribution} does not import (import {module}: {error}); "
-            f"the env was not published. Fix it in {requirements}: pin a version that imports "
-            f"here, add what it needs, or remove it",
-        )
-
-
-def smoke_test(
-    plan: InstallPlan,
-    site: Path,
-    *,
-    runner: Runner,
-    log: Callable[[str], None],
-    python: str = sys.executable,
-    environ: Mapping[str, str] = os.environ,
-    hot_pages: Path | None = None,
-) -> None:
-    """Import what was installed, in a fresh interpreter, from the env and nowhere else.
-
-    With `hot_pages`, the child also writes there which pages of the env's large files its
-    imports touched (bootstrap/packed.py reads them ahead when it hydrates the env).
-    """
-    argv = [
-        python,
-        "-s",
-        "-c",
-        _SMOKE,
-        str(site),
-        "1" if plan.cuda_smoke else "0",
-        *plan.smoke_imports,
-        *(("--", *plan.smoke_distributions) if plan.smoke_distributions else ()),
-    ]
-    # PYTHONDONTWRITEBYTECODE is dropped on purpose: the smoke imports leave .pyc files for
-    # exactly the modules a worker imports, so no start after this one compiles them again.
-    dropped = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE")
-    env = {k: v for k, v in environ.items() if k not in dropped}
-    if hot_pages is not None:
-        env["RUNPOD_SLIM_HOT_PAGES"] = str(hot_pages)
-    said: list[str] = []
-    code, tail = runner(argv, env, site.parent, said.append)
-    if code != 0:
-        failed = [line for line in said or tail if line.startswith(_FAILED)]
-        if failed:
-            distribution, module, error = failed[-1][len(_FAILED) :].split("\t", 2)
-            raise RequirementImportError(
-                distribution, module, _without_site(error, site), plan.lock.path.name
-            )
-        started = [
-            line.split(" ", 2)[2]
-            for line in tail
-            if line.startswith(("smoke: import ", "smoke: run "))
-        ]
-        raise SmokeTestError(started[-1] if started else "python", "\n".join(tail[-15:]))
-    theirs = [
-        "{} ({})".format(*line[len("smoke: import ") :].split(" from ", 1))
-        for line in said
-        if line.startswith("smoke: import ") and " from " in line
-    ]
-    log(
-        f"smoke: imported {', '.join(plan.smoke_imports)}"
-        + (f"; your requirements' modules {', '.join(theirs)}" if theirs else "")
-        + (", ran torchvision.ops.nms" if "smoke: run torchvision.ops.nms on CPU" in said else "")
-        + (" and ran a CUDA op" if plan.cuda_smoke else "")
-    )
-
-
-def _without_site(text: str, site: Path) -> str:
-    """An error line without the staging path it may name (it is gone once the start fails)."""
-    for path in {str(site), os.path.realpath(site)}:
-        text = text.replace(path + os.sep, "").replace(path, "the env")
-    return text[:500]

@@ -145,15 +145,15 @@ def _install_and_smoke(
     from .deadline import Deadline
     from .fetch import download
     from .installer import (
-        find_tool,
         install_command,
         installed_distributions,
         requirements_file,
         run_install,
-        run_streaming,
-        smoke_test,
         tool_environ,
     )
+    from .runner import run_streaming
+    from .smoke import smoke_test
+    from .tools import find_tool
 
     settings, layout, start = ctx.settings, ctx.layout, ctx.log
     runner = ctx.runner or run_streaming

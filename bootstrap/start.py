@@ -12,7 +12,7 @@ from .settings import Settings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
 if TYPE_CHECKING:
-    from .installer import Runner
+    from .runner import Runner
 
 
 @dataclass(frozen=True)

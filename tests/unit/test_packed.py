@@ -148,11 +148,11 @@ def test_a_manifest_of_another_form_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> None:
-    """The pagemap walk of installer._SMOKE: pages an import maps of a large file, coalesced."""
+    """The pagemap walk of smoke._SMOKE: pages an import maps of a large file, coalesced."""
     import subprocess
     import sys
 
-    from bootstrap.installer import _SMOKE
+    from bootstrap.smoke import _SMOKE
 
     site = tmp_path / "site"
     (site / "mapper").mkdir(parents=True)
