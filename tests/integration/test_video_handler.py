@@ -486,21 +486,9 @@ def test_bad_options_are_refused_naming_field_value_and_choices(
     assert run_job(action="probe", video="volume://clips/clip.mp4")["action"] == "probe"
 
 
-def with_setting(environ: dict[str, str], name: str, value: str) -> Any:
-    """A video worker's handler, set up, whose environment has `name`=`value`."""
-    from handlers.config import load_config
-    from handlers.video import VideoHandler
-    from handlers.video.settings import load
-
-    changed = {**environ, name: value}
-    # The video settings are the handler's own, read from the worker's environment.
-    handler = VideoHandler(load_config(changed, "video"), load(changed))
-    handler.setup()
-    return handler
-
-
 def test_duration_limit(video_environ: dict[str, str], clips: dict[str, Path]) -> None:
-    handler = with_setting(video_environ, "RUNPOD_SLIM_VIDEO_MAX_DURATION_S", "2")
+    # The video settings are the handler's own: the worker reads them from its environment.
+    handler = build_handler({**video_environ, "RUNPOD_SLIM_VIDEO_MAX_DURATION_S": "2"})
     job = adapt(handler, lambda job, message: None)
     result = asyncio.run(
         job({"id": "x", "input": {"action": "probe", "video": "volume://clips/clip.mp4"}})
@@ -570,7 +558,7 @@ def test_output_pixel_and_size_limits(run_job: Run, video_environ: dict[str, str
         "error": "the output would be 33,177,600 pixels a frame; the limit is 8,294,400 "
         "(RUNPOD_SLIM_VIDEO_MAX_PIXELS): ask for a smaller input.width or input.height"
     }
-    handler = with_setting(video_environ, "RUNPOD_SLIM_VIDEO_MAX_OUTPUT_MB", "0.001")
+    handler = build_handler({**video_environ, "RUNPOD_SLIM_VIDEO_MAX_OUTPUT_MB": "0.001"})
     job = adapt(handler, lambda job, message: None)
     big = asyncio.run(
         job({"id": "b", "input": {"action": "extract_audio", "video_base64": EXAMPLE_CLIP}})
