@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bootstrap.errors import SettingsError
@@ -40,3 +42,15 @@ def test_a_bad_count_names_the_variable_and_what_is_allowed(
     with pytest.raises(SettingsError) as info:
         load({name: value})
     assert str(info.value) == f"{name}={shown} is not valid: a whole number > 0"
+
+
+def test_only_an_audio_worker_reads_them(tmp_path: Path) -> None:
+    from handler import read_settings
+
+    base = {"RUNPOD_SLIM_VOLUME": str(tmp_path), "RUNPOD_SLIM_CACHE": str(tmp_path / "cache")}
+    bad = {**base, "RUNPOD_SLIM_AUDIO_MAX_DURATION_S": "4h"}
+    assert read_settings({**bad, "HANDLER_TYPE": "storage"}).bootstrap.handler_type == "storage"
+    with pytest.raises(SettingsError, match=r"^RUNPOD_SLIM_AUDIO_MAX_DURATION_S='4h' is not"):
+        read_settings({**bad, "HANDLER_TYPE": "audio"})
+    good = {**base, "HANDLER_TYPE": "audio", "RUNPOD_SLIM_AUDIO_MAX_DURATION_S": "60"}
+    assert read_settings(good).handler == AudioSettings(max_duration_s=60)
