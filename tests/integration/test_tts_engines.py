@@ -136,6 +136,45 @@ print(json.dumps(facts))
 """
 
 
+# A kokoro worker built as handler.py builds it, answering jobs in each request shape; the
+# qwen engine is asked for by the job (the worker's own shape and OpenAI's `model`).
+HANDLER_PROBE = """
+import asyncio, base64, io, json, sys
+from pathlib import Path
+import numpy as np, soundfile
+from handler import adapt, build_handler
+from tests.support.tiny_tts import build_kokoro, build_qwen
+
+volume = Path(sys.argv[1])
+build_kokoro(volume, voices=("af_heart",))
+build_qwen(volume)
+tone = 0.3 * np.sin(2 * np.pi * 180 * np.arange(2 * 24000) / 24000)
+soundfile.write(volume / "reference.wav", tone.astype("float32"), 24000)
+base = {"RUNPOD_SLIM_VOLUME": str(volume), "HANDLER_TYPE": "tts"}
+
+def summary(output):
+    if "error" in output:
+        return output
+    audio = output.pop("audio_base64", None)
+    if audio:
+        samples, rate = soundfile.read(io.BytesIO(base64.b64decode(audio)), dtype="float32")
+        output["decoded"] = [len(samples), rate]
+    return output
+
+jobs = [
+    {"text": "Hello there. A second sentence."},
+    {"input": "Hello there.", "model": "tts-1", "voice": "alloy", "response_format": "wav"},
+    {"prompt": "Hello.", "voice_url": "volume://reference.wav", "format": "wav"},
+    {"text": "Hello there.", "engine": "qwen", "voice": "vivian", "format": "flac"},
+    {"input": "Hello.", "model": "qwen", "voice": "ryan", "response_format": "wav"},
+    {"text": "Hello.", "engine": "qwen", "voice": "nobody"},
+]
+handler = build_handler({**base, "RUNPOD_SLIM_TTS_ENGINE": "kokoro"})
+job = adapt(handler, lambda job, message: None)
+print(json.dumps([summary(asyncio.run(job({"id": "j", "input": item}))) for item in jobs]))
+"""
+
+
 @pytest.fixture(scope="module")
 def tts_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The site folder of the tts env a kokoro worker installs (real bootstrap, no GPU)."""
@@ -152,7 +191,7 @@ def tts_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield Path(env.site_dir)
 
 
-def probe(site: Path, script: str, volume: Path, **extra: str) -> dict[str, Any]:
+def probe(site: Path, script: str, volume: Path, **extra: str) -> Any:
     """Run `script` in the tts env's Python with `volume` as its argument; its JSON facts."""
     volume.mkdir(parents=True, exist_ok=True)
     environ = {
@@ -172,7 +211,7 @@ def probe(site: Path, script: str, volume: Path, **extra: str) -> dict[str, Any]
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +389,30 @@ def test_gpu_check_rehearses_its_torch_checks_on_the_cpu(tts_site: Path, tmp_pat
     assert (qwen["dtype"], qwen["attention"]) == ("torch.float32", "sdpa")
     assert qwen["samples"] > 0 and qwen["cloned_samples"] > 0
     assert list(tmp_path.glob("gpu-check-*")) == []  # its temporary volumes are gone
+
+
+def test_jobs_of_each_shape_speak_through_the_handler_with_both_engines(
+    tts_site: Path, tmp_path: Path
+) -> None:
+    outputs = probe(tts_site, HANDLER_PROBE, tmp_path / "volume")
+    plain, openai, cloning, flac, qwen_openai, unknown = outputs
+    for output, engine, voice, fmt, unit in (
+        (plain, "kokoro", "af_heart", "wav", 600),
+        (openai, "kokoro", "af_heart", "wav", 600),  # "alloy": af_alloy is not on this volume
+        (flac, "qwen", "vivian", "flac", 1920),
+        (qwen_openai, "qwen", "ryan", "wav", 1920),
+    ):
+        assert (output["engine"], output["voice"], output["format"]) == (engine, voice, fmt)
+        length, rate = output["decoded"]
+        assert output["sample_rate"] == rate == 24_000
+        assert length > 0 and length % unit == 0, output  # whole frames / codec tokens
+        assert output["duration_s"] == round(length / rate, 3)
+    assert plain["characters"] == len("Hello there. A second sentence.")
+    assert cloning == {
+        "error": "input.voice_url asks to clone a voice, and engine 'kokoro' cannot: leave "
+        "input.voice_url out, or use an engine that clones (qwen)"
+    }
+    assert unknown["error"].startswith(
+        "input.voice='nobody' is not a voice of engine 'qwen': choose one of ryan, vivian; to "
+        "add one, use a CustomVoice model with that speaker, or give a reference clip"
+    )
