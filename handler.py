@@ -58,7 +58,7 @@ def read_settings(environ: Mapping[str, str]) -> WorkerSettings:
     if settings.custom is not None:
         return WorkerSettings(settings, None, None)
     name = settings.handler_type
-    config = load_config(environ, name, bootstrap=settings)
+    config = load_config(environ, bootstrap=settings)
     return WorkerSettings(settings, config, handlers.load_own_settings(name, environ))
 
 

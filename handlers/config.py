@@ -1,4 +1,8 @@
-"""What the handlers read from the environment, parsed once from a mapping passed in."""
+"""What every handler reads from the environment, parsed once from a mapping passed in.
+
+A handler's own settings live beside it (handlers/<name>/settings.py, named by the bootstrap's
+catalog): only the chosen handler's are read, so a bad value stops only the worker that uses it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import SettingsError
-from bootstrap.settings import Settings, choice_setting, load_settings
+from bootstrap.settings import Settings, load_settings
 
 ALLOW_PRIVATE_URLS = "RUNPOD_SLIM_ALLOW_PRIVATE_URLS"
 SDK_ALLOW_PRIVATE_URLS = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the RunPod SDK's own name
@@ -18,29 +22,8 @@ BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
 BUCKET_ACCESS_KEY_ID = "BUCKET_ACCESS_KEY_ID"
 BUCKET_SECRET_ACCESS_KEY = "BUCKET_SECRET_ACCESS_KEY"
 BUCKET_REGION = "BUCKET_REGION"
-TTS_ENGINE = "RUNPOD_SLIM_TTS_ENGINE"
-TTS_MAX_CHARS = "RUNPOD_SLIM_TTS_MAX_CHARS"
-VIDEO_MAX_DURATION_S = "RUNPOD_SLIM_VIDEO_MAX_DURATION_S"
-VIDEO_MAX_PIXELS = "RUNPOD_SLIM_VIDEO_MAX_PIXELS"
-VIDEO_MAX_OUTPUT_MB = "RUNPOD_SLIM_VIDEO_MAX_OUTPUT_MB"
 JOB_TIMEOUT_S = "RUNPOD_SLIM_JOB_TIMEOUT_S"
-AUDIO_MODEL = "RUNPOD_SLIM_AUDIO_MODEL"
-AUDIO_MAX_MODELS = "RUNPOD_SLIM_AUDIO_MAX_MODELS"
-AUDIO_MAX_DURATION_S = "RUNPOD_SLIM_AUDIO_MAX_DURATION_S"
-HF_TOKEN = "HF_TOKEN"
-TTS_ENGINES = ("piper", "kokoro")
-# Settings only one handler reads: another handler's worker never parses them, so a bad value
-# stops only the worker that would use it.
-OWN_SETTINGS = {
-    TTS_ENGINE: "tts",
-    TTS_MAX_CHARS: "tts",
-    VIDEO_MAX_DURATION_S: "video",
-    VIDEO_MAX_PIXELS: "video",
-    VIDEO_MAX_OUTPUT_MB: "video",
-    AUDIO_MODEL: "audio",
-    AUDIO_MAX_MODELS: "audio",
-    AUDIO_MAX_DURATION_S: "audio",
-}
+HF_TOKEN = "HF_TOKEN"  # model downloads (audio diarization, tts weights): a secret
 
 
 @dataclass(frozen=True)
@@ -70,16 +53,8 @@ class HandlerConfig:
     max_download_bytes: int
     inline_max_bytes: int  # outputs larger than this go to the bucket or the volume
     bucket: BucketCredentials | None
-    tts_engine: str = "piper"  # the tts handler's engine when a job names none
-    tts_max_chars: int = 5000  # the longest text one tts job may speak
-    video_max_duration_s: int = 3600  # the longest input a video job may process
-    video_max_pixels: int = 3840 * 2160  # the largest output frame (width x height)
-    video_max_output_bytes: int = 8 * 10**9  # the largest file a video job may make
     job_timeout_s: int = 3600  # every job's time limit, whatever it does
-    audio_model: str = "large-v3"  # the audio handler's Whisper model when a job names none
-    audio_max_models: int = 2  # Whisper models the audio handler keeps in memory
-    audio_max_duration_s: int = 4 * 3600  # the longest audio one audio job may bring
-    hf_token: str | None = None  # Hugging Face token (diarization); never logged or returned
+    hf_token: str | None = None  # Hugging Face token (model downloads); never logged or returned
     results_url: str | None = None  # s3://bucket/prefix or volume://folder (handlers.transfer)
 
     def secrets(self) -> tuple[str, ...]:
@@ -87,23 +62,13 @@ class HandlerConfig:
         return (*found, self.hf_token) if self.hf_token else found
 
 
-def load_config(
-    environ: Mapping[str, str],
-    handler_type: str | None = None,
-    *,
-    bootstrap: Settings | None = None,
-) -> HandlerConfig:
+def load_config(environ: Mapping[str, str], *, bootstrap: Settings | None = None) -> HandlerConfig:
     """Handler settings from an environment mapping; bad values name the variable.
 
-    With `handler_type`, settings that belong to other handlers are left at their defaults,
-    unread. `bootstrap`: the bootstrap's settings of the same environment, already parsed
+    `bootstrap`: the bootstrap's settings of the same environment, already parsed
     (the worker's start), so they are not parsed again. Stdlib only, so that a worker checks
     them before it installs anything.
     """
-    if handler_type is not None:
-        environ = {
-            k: v for k, v in environ.items() if OWN_SETTINGS.get(k, handler_type) == handler_type
-        }
     bucket = None
     key, secret = environ.get(BUCKET_ACCESS_KEY_ID, ""), environ.get(BUCKET_SECRET_ACCESS_KEY, "")
     if key and secret:
@@ -125,15 +90,7 @@ def load_config(
         # /run takes 10 MB; base64 grows bytes by 4/3, and the JSON around it needs room.
         inline_max_bytes=int(_megabytes(environ, INLINE_MAX_MB, 7) * 1e6),
         bucket=bucket,
-        tts_engine=choice_setting(environ, TTS_ENGINE, "piper", TTS_ENGINES),
-        tts_max_chars=_count(environ, TTS_MAX_CHARS, 5000),
-        video_max_duration_s=_count(environ, VIDEO_MAX_DURATION_S, 3600),
-        video_max_pixels=_count(environ, VIDEO_MAX_PIXELS, 3840 * 2160),
-        video_max_output_bytes=int(_megabytes(environ, VIDEO_MAX_OUTPUT_MB, 8000) * 1e6),
         job_timeout_s=_count(environ, JOB_TIMEOUT_S, 3600),
-        audio_model=environ.get(AUDIO_MODEL, "").strip() or "large-v3",
-        audio_max_models=_count(environ, AUDIO_MAX_MODELS, 2),
-        audio_max_duration_s=_count(environ, AUDIO_MAX_DURATION_S, 4 * 3600),
         hf_token=environ.get(HF_TOKEN, "").strip() or None,
         results_url=_results_url(environ.get(RESULTS_URL, ""), bucket is not None),
     )
