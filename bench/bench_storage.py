@@ -26,8 +26,8 @@ from _common import REPO, report
 sys.path.insert(0, str(REPO))
 from handler import adapt
 from handlers.config import load_config
-from handlers.io import s3_client, transfer_config
 from handlers.storage import StorageHandler
+from handlers.transfer import s3_client, transfer_config
 from tests.support.radosgw import RadosGateway
 
 

@@ -90,7 +90,7 @@ def main() -> None:
             "RUNPOD_SLIM_VOLUME": str(volume),
         }
         ensure(load_settings(environ), environ=environ)  # the env is first on sys.path now
-        from handlers.media import input_args, probe
+        from handlers.video.media import input_args, probe
         from handlers.video.options import Transcode, parse
         from handlers.video.plan import plan_encode
 

@@ -156,7 +156,7 @@ def check_attention() -> Result:
 
 
 def check_nvenc() -> Result:
-    from handlers.media import encoder_works, find_ffmpeg
+    from handlers.video.media import encoder_works, find_ffmpeg
 
     try:
         ffmpeg = find_ffmpeg()  # the video env's (imageio-ffmpeg's static binary)

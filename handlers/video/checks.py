@@ -7,7 +7,7 @@ _MAX_PIXELS); each refusal names the limit's variable, so the fix is clear to wh
 from __future__ import annotations
 
 from ..errors import JobError
-from ..media import MediaInfo
+from .media import MediaInfo
 from .options import ExtractAudio, Frames, Probe, Thumbnail, Trim, VideoJob
 from .settings import MAX_DURATION_S, MAX_PIXELS
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import JobError
-from ..media import encoder_works, find_ffmpeg, run_ffmpeg
+from .media import encoder_works, find_ffmpeg, run_ffmpeg
 from .options import VIDEO_CODECS
 from .plan import CPU_ENCODERS, NVENC_ENCODERS
 from .settings import MAX_OUTPUT_MB

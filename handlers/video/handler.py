@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 from ..base import Handler, JobContext
 from ..config import HandlerConfig
 from ..errors import JobError
-from ..media import MediaInfo, input_args, probe, run_ffmpeg
 from . import settings as video_settings
 from .checks import check_input, check_pixels
 from .examples import EXAMPLES
 from .ffmpeg import Encoders, find_encoders, make_file
+from .media import MediaInfo, input_args, probe, run_ffmpeg
 from .options import ExtractAudio, Frames, Probe, Thumbnail, Transcode, Trim, VideoJob, parse
 from .plan import (
     IMAGE_ENCODER,

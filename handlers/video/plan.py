@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import JobError
-from ..media import MediaInfo, seconds
+from .media import MediaInfo, seconds
 from .options import (
     OPUS_RATES,
     PRESETS,

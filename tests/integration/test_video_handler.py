@@ -105,7 +105,7 @@ def run_job(handler: Any, messages: list[str]) -> Run:
 
 
 def probe(path: Path) -> dict[str, Any]:
-    from handlers.media import probe as probe_file
+    from handlers.video.media import probe as probe_file
 
     return probe_file(path, "test").as_dict()
 

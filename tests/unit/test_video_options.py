@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from handlers.errors import JobError
-from handlers.media import DEMUXERS, MediaInfo, StreamInfo, input_args
 from handlers.video import VideoHandler
+from handlers.video.media import DEMUXERS, MediaInfo, StreamInfo, input_args
 from handlers.video.options import (
     AUDIO_CODECS,
     CONTAINERS,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from handlers.errors import JobError
-from handlers.media import MediaInfo, StreamInfo
 from handlers.video.checks import check_input, check_pixels, output_pixels
+from handlers.video.media import MediaInfo, StreamInfo
 from handlers.video.options import (
     EncodeOptions,
     ExtractAudio,

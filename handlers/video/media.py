@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import JobError, SetupError
+from ..errors import JobError, SetupError
 
 LOG = logging.getLogger("runpod-slim")
 
