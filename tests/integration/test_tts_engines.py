@@ -136,8 +136,9 @@ print(json.dumps(facts))
 """
 
 
-# A kokoro worker built as handler.py builds it, answering jobs in each request shape; the
-# qwen engine is asked for by the job (the worker's own shape and OpenAI's `model`).
+# A kokoro worker built as handler.py builds it, answering jobs in each request shape (the
+# qwen engine asked for by the job: the worker's own shape and OpenAI's `model`), then a qwen
+# worker cloning the voice of RunPod's `voice_url`.
 HANDLER_PROBE = """
 import asyncio, base64, io, json, sys
 from pathlib import Path
@@ -169,9 +170,12 @@ jobs = [
     {"input": "Hello.", "model": "qwen", "voice": "ryan", "response_format": "wav"},
     {"text": "Hello.", "engine": "qwen", "voice": "nobody"},
 ]
-handler = build_handler({**base, "RUNPOD_SLIM_TTS_ENGINE": "kokoro"})
-job = adapt(handler, lambda job, message: None)
-print(json.dumps([summary(asyncio.run(job({"id": "j", "input": item}))) for item in jobs]))
+outputs = []
+for engine, asked in (("kokoro", jobs), ("qwen", [jobs[2]])):
+    handler = build_handler({**base, "RUNPOD_SLIM_TTS_ENGINE": engine})
+    job = adapt(handler, lambda job, message: None)
+    outputs += [summary(asyncio.run(job({"id": "j", "input": item}))) for item in asked]
+print(json.dumps(outputs))
 """
 
 
@@ -395,12 +399,13 @@ def test_jobs_of_each_shape_speak_through_the_handler_with_both_engines(
     tts_site: Path, tmp_path: Path
 ) -> None:
     outputs = probe(tts_site, HANDLER_PROBE, tmp_path / "volume")
-    plain, openai, cloning, flac, qwen_openai, unknown = outputs
+    plain, openai, cloning, flac, qwen_openai, unknown, cloned = outputs
     for output, engine, voice, fmt, unit in (
         (plain, "kokoro", "af_heart", "wav", 600),
         (openai, "kokoro", "af_heart", "wav", 600),  # "alloy": af_alloy is not on this volume
         (flac, "qwen", "vivian", "flac", 1920),
         (qwen_openai, "qwen", "ryan", "wav", 1920),
+        (cloned, "qwen", "clone", "wav", 1920),  # RunPod's shape, its voice_url cloned
     ):
         assert (output["engine"], output["voice"], output["format"]) == (engine, voice, fmt)
         length, rate = output["decoded"]
