@@ -35,7 +35,7 @@ from .gpu import GpuInfo, detect_gpu, no_gpu, parse_gpu_spec
 from .log import StartLog, default_log
 from .nvml import load_pynvml
 from .plan import FLASH_ATTN_RELEASE, FlashAttnRelease, InstallPlan, plan
-from .profiles import LOCKS_DIR, PROFILES, Profile
+from .profiles import LOCKS_DIR, Profile, profile_for
 from .settings import GPU, Settings
 from .start import Start
 
@@ -87,7 +87,7 @@ def make_plan(
     flash_attn_release: FlashAttnRelease = FLASH_ATTN_RELEASE,
 ) -> InstallPlan:
     if profile is None:
-        profile = custom_profile(settings) if settings.custom else PROFILES[settings.handler_type]
+        profile = custom_profile(settings) if settings.custom else profile_for(settings)
     return plan(
         profile,
         gpu,

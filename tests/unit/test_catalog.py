@@ -214,3 +214,17 @@ def test_adding_a_handler_is_a_package_an_entry_and_a_requirements_file(
     with pytest.raises(SettingsError, match="PROBE_LEVEL='high' is not valid") as info:
         read_settings({**environ, "PROBE_LEVEL": "high"})
     assert isinstance(info.value, HandlerError)  # the handlers' one base: the start catches it
+
+
+def test_a_start_plans_the_env_the_engine_picks(make_settings: Make) -> None:
+    """ensure()'s planner, given no profile, plans what profile_for says (tts: by engine)."""
+    from bootstrap.ensure import make_plan
+
+    piper = make_plan(make_settings(HANDLER_TYPE="tts"), no_gpu("test"), python="3.11")
+    kokoro = make_plan(
+        make_settings(HANDLER_TYPE="tts", RUNPOD_SLIM_TTS_ENGINE="kokoro"),
+        no_gpu("test"),
+        python="3.11",
+    )
+    assert piper.lock.path.name == "tts-piper-none-cp311.txt"
+    assert kokoro.lock.path.name == "tts-cu126-cp311.txt"  # no GPU: the hashed PyPI build
