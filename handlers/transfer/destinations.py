@@ -9,7 +9,6 @@ file: a result of any size is never read whole, only an inline one is.
 from __future__ import annotations
 
 import base64
-import http.client
 import re
 import time
 import urllib.error
@@ -20,8 +19,9 @@ from typing import IO, Any
 from .. import netguard, volume
 from ..config import JOB_TIMEOUT_S, RESULTS_URL
 from ..errors import JobError
-from ..redaction import reason, short, shown_url
+from ..redaction import short, shown_url
 from .files import copy_file
+from .http_failures import http_failures
 from .job import JobIO
 from .locations import DESTINATION_SCHEMES, S3Location, parse_s3, scheme_of
 from .results import inline_limit, nowhere_error, offload_destination, why_offloaded
@@ -135,37 +135,34 @@ def put_url(path: Path, url: str, field: str, job: JobIO) -> None:
         guard.set_timeout(left())
 
     size = path.stat().st_size
-    try:
-        with path.open("rb") as source:
-            request = urllib.request.Request(
-                url,
-                data=_Body(source, before_each),
-                method="PUT",
-                headers={
-                    "Content-Length": str(size),
-                    "Content-Type": "application/octet-stream",
-                    "User-Agent": "runpod-slim",
-                },
-            )
-            # No redirect handler: a PUT is never redirected (urllib refuses it as an error).
-            with netguard.opener(guard).open(request, timeout=left()) as response:
-                response.read()
-    except urllib.error.HTTPError as exc:
-        found = _S3_CODE.search(exc.read(4096) or b"")
-        code = f" ({found.group(1).decode()})" if found else ""
-        raise JobError(
-            f"{field}: {shown} answered HTTP {exc.code} {str(exc.reason)[:80]}{code} to the upload"
-        ) from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, JobError):
-            raise exc.reason from None
-        raise JobError(f"{field}: cannot upload to {shown}: {reason(exc.reason)}") from None
-    except (http.client.HTTPException, ValueError) as exc:
-        raise JobError(f"{field}: cannot upload to {shown}: {reason(exc)}") from None
-    except TimeoutError:
-        left()  # the deadline, if that was it
-        raise JobError(f"{field}: {shown} took no data for 60 s; gave up") from None
-    except OSError as exc:
-        raise JobError(f"{field}: cannot upload to {shown}: {reason(exc)}") from None
-    finally:
-        guard.close()
+    with (
+        http_failures(
+            field,
+            shown,
+            guard,
+            verb="upload to",
+            idle="took no data",
+            left=left,
+            answered=_s3_code,
+        ),
+        path.open("rb") as source,
+    ):
+        request = urllib.request.Request(
+            url,
+            data=_Body(source, before_each),
+            method="PUT",
+            headers={
+                "Content-Length": str(size),
+                "Content-Type": "application/octet-stream",
+                "User-Agent": "runpod-slim",
+            },
+        )
+        # No redirect handler: a PUT is never redirected (urllib refuses it as an error).
+        with netguard.opener(guard).open(request, timeout=left()) as response:
+            response.read()
+
+
+def _s3_code(exc: urllib.error.HTTPError) -> str:
+    """What an S3-style PUT URL said besides its status: its error code, if it gave one."""
+    found = _S3_CODE.search(exc.read(4096) or b"")
+    return (f" ({found.group(1).decode()})" if found else "") + " to the upload"

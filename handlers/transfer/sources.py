@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import http.client
 import time
 import urllib.error
 import urllib.request
@@ -21,8 +20,9 @@ from typing import Any
 from .. import netguard, volume
 from ..config import JOB_TIMEOUT_S, MAX_DOWNLOAD_MB, HandlerConfig
 from ..errors import JobError
-from ..redaction import reason, short, shown_url
+from ..redaction import short, shown_url
 from .files import CHUNK, HashingWriter, atomic_write
+from .http_failures import http_failures
 from .job import JobIO
 from .locations import Target, local_path, parse_s3, scheme_of
 from .s3 import s3_client, s3_error, transfer_config
@@ -141,37 +141,22 @@ def _download_url(
             )
         return min(60.0, remaining)
 
-    try:
-        with opener.open(request, timeout=left()) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit():
-                check_size(int(length), field, config)
-            with atomic_write(dest) as out:
-                writer = HashingWriter(out)
-                done = 0
-                while True:
-                    guard.set_timeout(left())
-                    chunk = response.read1(CHUNK)  # what has arrived: the deadline is seen
-                    if not chunk:
-                        break
-                    done += len(chunk)
-                    check_size(done, field, config)
-                    writer.write(chunk)
-            return writer.hexdigest()
-    except urllib.error.HTTPError as exc:
-        raise JobError(
-            f"{field}: {shown} answered HTTP {exc.code} {str(exc.reason)[:80]}"
-        ) from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, JobError):
-            raise exc.reason from None
-        raise JobError(f"{field}: cannot download {shown}: {reason(exc.reason)}") from None
-    except (http.client.HTTPException, ValueError) as exc:
-        raise JobError(f"{field}: cannot download {shown}: {reason(exc)}") from None
-    except TimeoutError:
-        left()  # the deadline, if that was it
-        raise JobError(f"{field}: {shown} stopped sending for 60 s; gave up") from None
-    except OSError as exc:
-        raise JobError(f"{field}: cannot download {shown}: {reason(exc)}") from None
-    finally:
-        guard.close()
+    with (
+        http_failures(field, shown, guard, verb="download", idle="stopped sending", left=left),
+        opener.open(request, timeout=left()) as response,
+    ):
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit():
+            check_size(int(length), field, config)
+        with atomic_write(dest) as out:
+            writer = HashingWriter(out)
+            done = 0
+            while True:
+                guard.set_timeout(left())
+                chunk = response.read1(CHUNK)  # what has arrived: the deadline is seen
+                if not chunk:
+                    break
+                done += len(chunk)
+                check_size(done, field, config)
+                writer.write(chunk)
+        return writer.hexdigest()
