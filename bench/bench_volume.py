@@ -98,6 +98,7 @@ def bench_handler(
         "HANDLER_TYPE": handler,
         "RUNPOD_SLIM_VOLUME": str(tmp / "no-volume"),
     }
+
     def node(cache: Path, store: str, local: str) -> dict[str, str]:
         """A worker's environment: its cache, how envs are kept, its container disk."""
         return {

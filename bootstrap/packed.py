@@ -19,11 +19,12 @@ is used before every part has checked out, and the local copy is renamed into pl
 GNU tar does the packing and unpacking (it is in every base image this worker runs on, and on
 two cores it is several times faster than the tarfile module); Python streams its bytes to and
 from the volume, hashing them on the way. The archives are not compressed: measured on two
-cores (audio env, 35,000 small files, 534 MB), inflating the zlib archives cost 2.5 CPU
+cores (audio env, 35,000 small files, 534 MB), inflating zlib archives cost the worker 2.5 CPU
 seconds, more than streaming three times the bytes through the MooseFS client (about 1.8 CPU
-seconds a GB there), and a warm start hydrated about 2 s sooner without it. Archives of envs
-published before, `small-NNN.tar.gz`, are still inflated. Large files are mostly machine code,
-and must stay readable in place when linked: they travel as they are.
+seconds a GB); on a busy machine the warm start's wall time did not change measurably either
+way (BENCHMARKS.md). Archives of envs published before, `small-NNN.tar.gz`, are still inflated.
+Large files are mostly machine code, and must stay readable in place when linked: they travel
+as they are.
 """
 
 from __future__ import annotations
