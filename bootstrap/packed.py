@@ -6,7 +6,7 @@ than from local disk, and installing it file by file into the volume is slower s
 volume does well is stream large files. So a published env is
 
     envs/<key>/manifest.json          written last; lists every part with its size and sha256
-    envs/<key>/parts/small-NNN.tar    the small files (and every directory and symlink), in
+    envs/<key>/parts/small-NNN.tar.gz the small files (and every directory and symlink), in
                                       archives of about ARCHIVE_BYTES, so several stream at once
     envs/<key>/parts/big/<path>       each file of BIG_FILE_BYTES or more, as it is, at its path
                                       in the env (so `$ORIGIN` RPATHs resolve beside it)
@@ -18,13 +18,14 @@ is used before every part has checked out, and the local copy is renamed into pl
 
 GNU tar does the packing and unpacking (it is in every base image this worker runs on, and on
 two cores it is several times faster than the tarfile module); Python streams its bytes to and
-from the volume, hashing them on the way. The archives are not compressed: measured on two
-cores (audio env, 35,000 small files, 534 MB), inflating zlib archives cost the worker 2.5 CPU
-seconds, more than streaming three times the bytes through the MooseFS client (about 1.8 CPU
-seconds a GB); on a busy machine the warm start's wall time did not change measurably either
-way (BENCHMARKS.md). Archives of envs published before, `small-NNN.tar.gz`, are still inflated.
-Large files are mostly machine code, and must stay readable in place when linked: they travel
-as they are.
+from the volume, compressing or decompressing them (zlib, level 1: the small files are mostly
+Python source and bytecode, about 3x smaller) and hashing them on the way. Uncompressed
+archives were measured too (BENCHMARKS.md): on two busy cores they save the worker about
+2.5 CPU seconds of inflating but cost 1.8 CPU seconds a GB more in the MooseFS client, and the
+warm start's wall time did not change measurably; on RunPod's volume, bandwidth (200-400 MB/s)
+is what a start waits for and the worker has more cores, so the archives stay compressed, and
+workers of every version read each other's envs. Large files are mostly machine code that
+compresses less well, and must stay readable in place when linked: they travel as they are.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .errors import CacheError
 
 T = TypeVar("T")
 FORMAT = "packed-2"
+_LEVEL = 1  # zlib: fast enough to keep up with the volume on one core
 BIG_FILE_BYTES = 1 << 20
 ARCHIVE_BYTES = 64 << 20
 PARTS = "parts"
@@ -114,7 +116,7 @@ def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, objec
         (parts / BIG / rel).parent.mkdir(parents=True, exist_ok=True)
 
     def archive(index: int, members: list[str]) -> dict[str, object]:
-        name = f"small-{index:03d}.tar"
+        name = f"small-{index:03d}.tar.gz"
         size, digest = _tar_create(site, members, parts / name)
         return {"name": name, "size": size, "sha256": digest, "members": len(members)}
 
@@ -158,10 +160,7 @@ def hydrate(
         source = volume_parts / str(entry["name"])
         try:
             with source.open("rb") as src:
-                chunks = _checked(src, source, entry)
-                if source.name.endswith(".gz"):  # published before archives went uncompressed
-                    chunks = _inflate(chunks, source)
-                _tar_extract(chunks, site, source)
+                _tar_extract(_inflate(_checked(src, source, entry), source), site, source)
         except FileNotFoundError:
             raise DamagedEnvError(f"{source} is missing") from None
 
@@ -305,6 +304,13 @@ def _inflate(chunks: Iterator[bytes], source: Path) -> Iterator[bytes]:
         raise DamagedEnvError(f"{source} is damaged: it ends before its compressed stream does")
 
 
+def _deflate(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    deflater = zlib.compressobj(_LEVEL, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        yield deflater.compress(chunk)
+    yield deflater.flush()
+
+
 def _stream(chunks: Iterator[bytes], target: Path) -> tuple[int, str]:
     """Write chunks to a new file; (bytes, sha256)."""
     digest = hashlib.sha256()
@@ -332,7 +338,7 @@ def _tar_create(site: Path, members: list[str], target: Path) -> tuple[int, str]
         # tar writes while it still reads names: feed it from a thread, or both pipes fill.
         feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True)
         feeder.start()
-        result = _stream(_chunks(proc.stdout), target)
+        result = _stream(_deflate(_chunks(proc.stdout)), target)
         feeder.join()
     if proc.returncode != 0:
         raise CacheError(f"tar could not archive {len(members)} files of {site}")
