@@ -38,7 +38,7 @@ from ..transfer import (
 )
 from ..validation import Field, validate
 from . import settings as storage_settings
-from .fields import ACTIONS, FIELDS
+from .fields import ACTIONS, Cache, Copy, Listing, OneSource, Presign, parse
 from .settings import StorageSettings
 
 
@@ -66,9 +66,8 @@ class StorageHandler(Handler):
         action = job.input.get("action")
         if action not in ACTIONS:
             validate({"action": action}, {"action": Field(str, required=True, choices=ACTIONS)})
-        args = validate({k: v for k, v in job.input.items() if k != "action"}, FIELDS[str(action)])
-        if "expires_s" in FIELDS[str(action)] and args["expires_s"] is None:
-            args["expires_s"] = self.settings.expires_s  # the job named none
+        given = {k: v for k, v in job.input.items() if k != "action"}
+        args = parse(str(action), given, self.settings.expires_s)
         work = getattr(self, f"_{action}")
         # A copy's download checks the deadline itself; an S3 transfer cannot be stopped
         # midway from outside (boto3 has no cancel), so its thread may outlive the job.
@@ -77,8 +76,8 @@ class StorageHandler(Handler):
 
     # Each action runs in a worker thread: boto3 and file I/O block.
 
-    def _copy(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-        destination = args["destination"]
+    def _copy(self, job: JobContext, args: Copy) -> dict[str, Any]:
+        destination = args.destination
         to_volume = scheme_of(destination, "input.destination", DESTINATION_SCHEMES) == "volume"
         # Bytes for the volume land at their final path at once (atomically): no second copy.
         target: Target
@@ -89,7 +88,7 @@ class StorageHandler(Handler):
             target = job.workdir / _basename(
                 destination.split("?", 1)[0]
             )  # a PUT URL's query is its signature
-        local, digest = job.fetch("source", args["source"], args["source_base64"], target)
+        local, digest = job.fetch("source", args.source, args.source_base64, target)
         if isinstance(target, volume.VolumePath):
             if digest is None:  # a volume:// source, read in place
                 digest = sha256_of(local)
@@ -100,13 +99,13 @@ class StorageHandler(Handler):
         with ThreadPoolExecutor(max_workers=1) as pool:
             # A volume:// source is hashed while it uploads: both read it from the page cache.
             hashing = pool.submit(sha256_of, local) if digest is None else None
-            delivered = job.deliver(local, destination, expires_s=args["expires_s"])
+            delivered = job.deliver(local, destination, expires_s=args.expires_s)
             if hashing is not None:
                 digest = hashing.result()
         return {**delivered, "sha256": digest}
 
-    def _presign(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-        location = parse_s3(args["source"], "input.source")
+    def _presign(self, job: JobContext, args: Presign) -> dict[str, Any]:
+        location = parse_s3(args.source, "input.source")
         client = s3_client(job.credentials())
         try:
             client.head_object(Bucket=location.bucket, Key=location.key)
@@ -114,12 +113,12 @@ class StorageHandler(Handler):
             raise s3_error(exc, location) from None
         return {
             "source": str(location),
-            "url": presign(client, location, args["expires_s"]),
-            "expires_s": args["expires_s"],
+            "url": presign(client, location, args.expires_s),
+            "expires_s": args.expires_s,
         }
 
-    def _list(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-        source = args["source"]
+    def _list(self, job: JobContext, args: Listing) -> dict[str, Any]:
+        source = args.source
         if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
             return _list_volume(volume.parse(source, "input.source", job.config), args)
         location = parse_s3(source, "input.source")
@@ -127,10 +126,10 @@ class StorageHandler(Handler):
         request: dict[str, Any] = {
             "Bucket": location.bucket,
             "Prefix": location.key,
-            "MaxKeys": args["limit"],
+            "MaxKeys": args.limit,
         }
-        if args["cursor"]:
-            request["ContinuationToken"] = args["cursor"]
+        if args.cursor:
+            request["ContinuationToken"] = args.cursor
         try:
             page = client.list_objects_v2(**request)
         except Exception as exc:
@@ -149,8 +148,8 @@ class StorageHandler(Handler):
             "next_cursor": page.get("NextContinuationToken") if page.get("IsTruncated") else None,
         }
 
-    def _stat(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-        source = args["source"]
+    def _stat(self, job: JobContext, args: OneSource) -> dict[str, Any]:
+        source = args.source
         if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
             info = volume.lstat(volume.parse(source, "input.source", job.config))
             if info is None:
@@ -175,8 +174,8 @@ class StorageHandler(Handler):
             "type": "file",
         }
 
-    def _delete(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
-        source = args["source"]
+    def _delete(self, job: JobContext, args: OneSource) -> dict[str, Any]:
+        source = args.source
         if scheme_of(source, "input.source", ("s3", "volume")) == "volume":
             volume.unlink(volume.parse(source, "input.source", job.config))
             return {"source": source, "deleted": True}
@@ -189,15 +188,15 @@ class StorageHandler(Handler):
             raise s3_error(exc, location) from None
         return {"source": source, "deleted": True}
 
-    def _cache(self, job: JobContext, args: dict[str, Any]) -> dict[str, Any]:
+    def _cache(self, job: JobContext, args: Cache) -> dict[str, Any]:
         from bootstrap.cache import Layout
         from bootstrap.prune import list_envs, prune
 
         layout = Layout(job.config.cache_root)
         removed: list[str] = []
-        if args["prune"]:
-            keep = args["keep"] or job.config.keep_envs
-            removed = prune(layout, keep, dry_run=args["dry_run"], log=lambda line: None)
+        if args.prune:
+            keep = args.keep or job.config.keep_envs
+            removed = prune(layout, keep, dry_run=args.dry_run, log=lambda line: None)
         envs = [
             {
                 "key": e.key,
@@ -211,18 +210,19 @@ class StorageHandler(Handler):
             "cache_root": str(job.config.cache_root),
             "envs": envs,
             "removed": removed,
-            "dry_run": args["dry_run"],
+            "dry_run": args.dry_run,
         }
 
 
-def _list_volume(folder: volume.VolumePath, args: dict[str, Any]) -> dict[str, Any]:
+def _list_volume(folder: volume.VolumePath, args: Listing) -> dict[str, Any]:
     # Links are listed as links (their own size and time), never followed: a dangling one is
     # just an entry, and one pointing out of the volume tells nothing about its target.
     found = sorted(volume.entries(folder))
     start = 0
-    if args["cursor"]:
-        start = next((i for i, (n, _) in enumerate(found) if n > args["cursor"]), len(found))
-    page = found[start : start + args["limit"]]
+    if args.cursor:
+        cursor = args.cursor
+        start = next((i for i, (n, _) in enumerate(found) if n > cursor), len(found))
+    page = found[start : start + args.limit]
     entries = [
         {
             "name": name,
@@ -232,7 +232,7 @@ def _list_volume(folder: volume.VolumePath, args: dict[str, Any]) -> dict[str, A
         }
         for name, info in page
     ]
-    more = start + args["limit"] < len(found)
+    more = start + args.limit < len(found)
     return {
         "source": folder.url,
         "entries": entries,
