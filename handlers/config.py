@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootstrap.errors import SettingsError
 from bootstrap.settings import Settings, load_settings
+
+from .setting_values import megabytes, positive_whole
 
 ALLOW_PRIVATE_URLS = "RUNPOD_SLIM_ALLOW_PRIVATE_URLS"
 SDK_ALLOW_PRIVATE_URLS = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the RunPod SDK's own name
@@ -86,11 +87,11 @@ def load_config(environ: Mapping[str, str], *, bootstrap: Settings | None = None
         cache_root=bootstrap.cache_root,
         keep_envs=bootstrap.keep_envs,
         allow_private_urls=private.strip().lower() in ("1", "true", "yes", "on"),
-        max_download_bytes=int(_megabytes(environ, MAX_DOWNLOAD_MB, 2048) * 1e6),
+        max_download_bytes=int(megabytes(environ, MAX_DOWNLOAD_MB, 2048) * 1e6),
         # /run takes 10 MB; base64 grows bytes by 4/3, and the JSON around it needs room.
-        inline_max_bytes=int(_megabytes(environ, INLINE_MAX_MB, 7) * 1e6),
+        inline_max_bytes=int(megabytes(environ, INLINE_MAX_MB, 7) * 1e6),
         bucket=bucket,
-        job_timeout_s=_count(environ, JOB_TIMEOUT_S, 3600),
+        job_timeout_s=positive_whole(environ, JOB_TIMEOUT_S, 3600),
         hf_token=environ.get(HF_TOKEN, "").strip() or None,
         results_url=_results_url(environ.get(RESULTS_URL, ""), bucket is not None),
     )
@@ -100,25 +101,3 @@ def _results_url(raw: str, has_bucket: bool) -> str | None:
     from .transfer.results import results_setting  # that package imports this module
 
     return results_setting(RESULTS_URL, raw, has_bucket)
-
-
-def _megabytes(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, raw, "a number of megabytes > 0") from None
-    if value <= 0:
-        raise SettingsError(name, raw, "a number of megabytes > 0")
-    return value
-
-
-def _count(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) <= 0:
-        raise SettingsError(name, raw, "a whole number > 0")
-    return int(raw)

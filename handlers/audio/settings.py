@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bootstrap.errors import SettingsError
+from ..setting_values import positive_whole
 
 AUDIO_MODEL = "RUNPOD_SLIM_AUDIO_MODEL"
 AUDIO_MAX_MODELS = "RUNPOD_SLIM_AUDIO_MAX_MODELS"
@@ -17,7 +17,6 @@ AUDIO_MAX_DURATION_S = "RUNPOD_SLIM_AUDIO_MAX_DURATION_S"
 HF_TOKEN = "HF_TOKEN"
 
 DEFAULT_MODEL = "large-v3"
-_SHOWN = 60  # characters of a bad value an error repeats
 
 
 @dataclass(frozen=True)
@@ -41,17 +40,7 @@ def load(environ: Mapping[str, str]) -> AudioSettings:
     """The audio settings in `environ`; a SettingsError names the variable and what is allowed."""
     return AudioSettings(
         model=environ.get(AUDIO_MODEL, "").strip() or DEFAULT_MODEL,
-        max_models=_count(environ, AUDIO_MAX_MODELS, 2),
-        max_duration_s=_count(environ, AUDIO_MAX_DURATION_S, 4 * 3600),
+        max_models=positive_whole(environ, AUDIO_MAX_MODELS, 2),
+        max_duration_s=positive_whole(environ, AUDIO_MAX_DURATION_S, 4 * 3600),
         hf_token=environ.get(HF_TOKEN, "").strip() or None,
     )
-
-
-def _count(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) <= 0:
-        shown = raw if len(raw) <= _SHOWN else raw[:_SHOWN] + "..."
-        raise SettingsError(name, shown, "a whole number > 0")
-    return int(raw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bootstrap.errors import SettingsError
+from ..setting_values import megabytes, positive_whole
 
 MAX_DURATION_S = "RUNPOD_SLIM_VIDEO_MAX_DURATION_S"
 MAX_PIXELS = "RUNPOD_SLIM_VIDEO_MAX_PIXELS"
@@ -32,34 +32,7 @@ class VideoSettings:
 def load(environ: Mapping[str, str]) -> VideoSettings:
     """The video settings in `environ`; a bad value raises SettingsError naming it."""
     return VideoSettings(
-        max_duration_s=_count(environ, MAX_DURATION_S, DEFAULT_MAX_DURATION_S),
-        max_pixels=_count(environ, MAX_PIXELS, DEFAULT_MAX_PIXELS),
-        max_output_bytes=int(_megabytes(environ, MAX_OUTPUT_MB, DEFAULT_MAX_OUTPUT_MB) * 1e6),
+        max_duration_s=positive_whole(environ, MAX_DURATION_S, DEFAULT_MAX_DURATION_S),
+        max_pixels=positive_whole(environ, MAX_PIXELS, DEFAULT_MAX_PIXELS),
+        max_output_bytes=int(megabytes(environ, MAX_OUTPUT_MB, DEFAULT_MAX_OUTPUT_MB) * 1e6),
     )
-
-
-def _shown(raw: str) -> str:
-    # A setting's value is echoed in the refusal; a pasted blob is cut, not printed whole.
-    return raw if len(raw) <= 60 else raw[:57] + "..."
-
-
-def _count(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
-        raise SettingsError(name, _shown(raw), "a whole number > 0")
-    return int(raw)
-
-
-def _megabytes(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, _shown(raw), "a number of megabytes > 0") from None
-    if not value > 0 or value == float("inf"):
-        raise SettingsError(name, _shown(raw), "a number of megabytes > 0")
-    return value
