@@ -75,6 +75,8 @@ class VideoHandler(Handler):
         return {"action": request.action, **result}
 
     async def _run(self, job: JobContext, request: VideoJob, enc: Encoders) -> dict[str, Any]:
+        if not isinstance(request, Probe):  # a destination nothing can be put at: refused now
+            job.check_destination(request.destination)
         source = request.source
         path, _ = await asyncio.to_thread(
             job.fetch, "video", source.url, source.data, job.workdir / "source"

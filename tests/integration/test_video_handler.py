@@ -26,6 +26,7 @@ import pytest
 from handler import adapt, build_handler
 from handlers.harness import REPO, local_api, run_one_job
 from tests.support.envs import activated_env
+from tests.support.http import closed_port_url
 
 Run = Callable[..., dict[str, Any]]
 PRESETS = "ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow"
@@ -484,6 +485,18 @@ def test_bad_options_are_refused_naming_field_value_and_choices(
 ) -> None:
     assert run_job(video="volume://clips/clip.mp4", **job) == {"error": error}
     assert run_job(action="probe", video="volume://clips/clip.mp4")["action"] == "probe"
+
+
+def test_a_destination_nothing_can_go_to_is_refused_before_the_source_is_fetched(
+    run_job: Run, messages: list[str]
+) -> None:
+    source = closed_port_url() + "/clip.mp4"  # fetching it would fail with another error
+    result = run_job(action="transcode", video=source, destination="ftp://example.com/out.mp4")
+    assert result == {
+        "error": "input.destination='ftp://example.com/out.mp4' has scheme 'ftp'; allowed: "
+        "s3://, volume://, https://, http://"
+    }
+    assert not any("fetching" in message for message in messages)
 
 
 def test_duration_limit(video_environ: dict[str, str], clips: dict[str, Path]) -> None:
