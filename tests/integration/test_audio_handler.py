@@ -64,9 +64,13 @@ TOKEN = "hf_TestSecretToken123"
 
 
 @pytest.fixture(scope="module")
-def audio_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The worker's environment; the audio env installed into its cache and activated here."""
-    with audio_worker(tmp_path_factory.mktemp("audio"), RUNPOD_SLIM_AUDIO_MODEL=MODEL) as environ:
+def audio_environ(
+    tmp_path_factory: pytest.TempPathFactory, audio_env_cache: Path
+) -> Iterator[dict[str, str]]:
+    """The worker's environment; the audio env installed into the session's cache, activated."""
+    with audio_worker(
+        tmp_path_factory.mktemp("audio"), audio_env_cache, RUNPOD_SLIM_AUDIO_MODEL=MODEL
+    ) as environ:
         yield environ
 
 

