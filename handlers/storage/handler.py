@@ -85,9 +85,8 @@ class StorageHandler(Handler):
             target = volume.parse(destination, "input.destination", job.config)
             volume.check_destination(target)
         else:
-            target = job.workdir / _basename(
-                destination.split("?", 1)[0]
-            )  # a PUT URL's query is its signature
+            # A PUT URL's query is its signature: the file is named from the path alone.
+            target = job.workdir / _basename(destination.split("?", 1)[0])
         local, digest = job.fetch("source", args.source, args.source_base64, target)
         if isinstance(target, volume.VolumePath):
             if digest is None:  # a volume:// source, read in place
