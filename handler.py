@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bootstrap.env import ReadyEnv
     from bootstrap.settings import Settings
     from handlers.base import Handler
     from handlers.config import HandlerConfig
@@ -76,7 +77,9 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         parsed = read_settings(environ)
         settings = parsed.bootstrap
         profile = None if settings.custom else profile_for(settings)
-        env = ensure(settings, environ=environ, profile=profile)
+        # On a new container the env's rest may still be hydrating while the SDK and the
+        # handler import (bootstrap/backfill.py); whole() waits for it before the first job.
+        env = ensure(settings, environ=environ, profile=profile, whole=False)
         env.hold()
         env.isolate()
     except (BootstrapError, HandlerError) as exc:
@@ -107,6 +110,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             )
         if one_shot(environ, sys.argv):
             function = drained(function)
+        if not whole(env):
+            return 1
         runpod.serverless.start({"handler": function, "return_aggregate_stream": True})
         return 0
 
@@ -122,8 +127,22 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     job_function = adapt(handler, progress, workdirs=workdirs, stopping=stopping)
     if one_shot(environ, sys.argv):
         job_function = drained(job_function)
+    if not whole(env):
+        return 1
     runpod.serverless.start({"handler": job_function, "return_aggregate_stream": True})
     return 0
+
+
+def whole(env: ReadyEnv) -> bool:
+    """Wait until every file of the env is in place (False, said in one line, if it cannot be)."""
+    from bootstrap import BootstrapError
+
+    try:
+        env.wait_whole()
+    except BootstrapError as exc:
+        LOG.error("the worker cannot start: %s", exc)
+        return False
+    return True
 
 
 def one_shot(environ: Mapping[str, str], argv: list[str]) -> bool:

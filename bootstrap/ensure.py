@@ -112,8 +112,14 @@ def ensure(
     which: Callable[[str], str | None] | None = None,
     activate: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    whole: bool = True,
 ) -> ReadyEnv:
-    """Make sure the env for settings.handler_type is installed, then activate it."""
+    """Make sure the env for settings.handler_type is installed, then activate it.
+
+    Not `whole`: a new container may get the env while the rest of its files are still being
+    hydrated (bootstrap/backfill.py), to import meanwhile; call ReadyEnv.wait_whole() before
+    the first job. The worker does; whatever else uses the env gets it whole.
+    """
     start = StartLog(log)
     start.state("starting", f"handler={settings.handler_type} cache={settings.cache_root}")
     layout = Layout(settings.cache_root)
@@ -142,7 +148,7 @@ def ensure(
         if env is None and found.manifest:
             from .hydration import hydrate_env
 
-            env = hydrate_env(the_plan.env_key, found, ctx)
+            env = hydrate_env(the_plan.env_key, found, ctx, whole=whole)
         if env is None:
             from .installing import install
 

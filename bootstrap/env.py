@@ -7,7 +7,7 @@ import os
 import site
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cache import LEASE_HEARTBEAT_S, lease_path, touch_lease
@@ -16,6 +16,8 @@ from .errors import BootstrapError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
 if TYPE_CHECKING:
     from typing import Any
+
+    from .backfill import Backfill
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class ReadyEnv:
     manifest: Mapping[str, Any]
     cold: bool  # True when this start installed it
     home: Path | None = None  # its dir in the cache on the volume, when `path` is a local copy
+    # The rest of a packed env, still being hydrated (bootstrap/backfill.py): see wait_whole.
+    backfill: Backfill | None = field(default=None, compare=False, repr=False)
 
     @property
     def site_dir(self) -> Path:
@@ -41,12 +45,23 @@ class ReadyEnv:
                 f"env {self.key} was built for Python {want}, this is Python {have}; "
                 f"its compiled packages would fail to load"
             )
+        if self.backfill is not None:
+            self.backfill.guard_imports()
         target = str(self.site_dir)
         if sys.path and sys.path[0] == target:
             return
         site.addsitedir(target)
         sys.path.remove(target)
         sys.path.insert(0, target)
+
+    def wait_whole(self) -> None:
+        """Return once every file of the env is in place: before a worker takes its first job.
+
+        At once, but on a container that hydrates a packed env's rest while the worker imports
+        (bootstrap/backfill.py); raises CacheError when the rest could not be hydrated.
+        """
+        if self.backfill is not None:
+            self.backfill.wait()
 
     def isolate(self) -> None:
         """Take the machine's own site-packages off sys.path: the worker runs on its env alone.

@@ -15,12 +15,25 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def hydrate_env(key: str, found: store.Found, ctx: Start) -> ReadyEnv | None:
-    """The packed env `found` on this container's disk; None when it turned out damaged."""
-    from .packed import DamagedEnvError, describe, hydrate
+def hydrate_env(key: str, found: store.Found, ctx: Start, *, whole: bool = True) -> ReadyEnv | None:
+    """The packed env `found` on this container's disk; None when it turned out damaged.
+
+    Not `whole`: when the env has a rest (bootstrap/packed.py, split_rest), return once what
+    the worker's imports open is in place, with the rest still being hydrated by a child
+    (bootstrap/backfill.py); the caller must ReadyEnv.wait_whole() before it takes a job.
+    """
+    from .packed import DamagedEnvError, describe, has_rest, hydrate
 
     assert found.manifest is not None
     env_dir = ctx.layout.env_dir(key)
+    local_env = ctx.local.env_dir(key)
+    if local_env.is_dir():  # another process of this container may be filling it
+        store.wait_hydrating(local_env)
+        again = store.find(ctx.layout, ctx.local, key)
+        if again.env is not None:
+            return again.env
+    parts = found.manifest["parts"]
+    later = not whole and has_rest(parts)
     with ctx.log.phase("hydrate") as phase:
         store.sweep_local_staging(ctx.local)
         copy_big = _copy_big_files(found.manifest, ctx)
@@ -28,10 +41,11 @@ def hydrate_env(key: str, found: store.Found, ctx: Start) -> ReadyEnv | None:
         try:
             hydrate(
                 env_dir,
-                found.manifest["parts"],
+                parts,
                 staging / "site",
                 copy_big=copy_big,
                 hot=found.manifest.get("hot"),
+                rest=not later,
             )
             failpoint(ctx.settings, "after-hydrate")
         except DamagedEnvError as exc:
@@ -45,10 +59,33 @@ def hydrate_env(key: str, found: store.Found, ctx: Start) -> ReadyEnv | None:
         except BaseException:
             discard(ctx.local, staging)
             raise
-        local_env = store.finish_local(ctx.local, key, staging, fd, found.manifest_sha256)
         how = "large files copied" if copy_big else "large files linked to the volume"
-        phase.detail = f"{describe(found.manifest['parts'])} ({how}) into {local_env}"
-    return ReadyEnv(key, local_env, found.manifest, cold=False, home=env_dir)
+        if not later:
+            local_env = store.finish_local(ctx.local, key, staging, fd, found.manifest_sha256)
+            phase.detail = f"{describe(parts)} ({how}) into {local_env}"
+            return ReadyEnv(key, local_env, found.manifest, cold=False, home=env_dir)
+        adopted = store.adopt_filling(ctx.local, key, staging)
+        if adopted is None:  # another process of this container moved its copy in first
+            discard(ctx.local, staging)
+            os.close(fd)
+            again = store.find(ctx.layout, ctx.local, key)
+            return again.env or (hydrate_env(key, again, ctx) if again.manifest else None)
+        phase.detail = (
+            f"what the imports open, of {describe(parts)} ({how}), into {adopted}; the rest "
+            f"meanwhile"
+        )
+    from .backfill import Backfill
+
+    backfill = Backfill.start(
+        cache_root=ctx.layout.root,
+        key=key,
+        local_env=adopted,
+        manifest_sha256=found.manifest_sha256,
+        lock_fd=fd,
+        environ=dict(ctx.environ),
+        log=ctx.log.log,
+    )
+    return ReadyEnv(key, adopted, found.manifest, cold=False, home=env_dir, backfill=backfill)
 
 
 def _copy_big_files(manifest: dict[str, Any], ctx: Start) -> bool:

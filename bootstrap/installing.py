@@ -21,6 +21,7 @@ from .errors import CacheError, from_os_error
 from .hydration import hydrate_env
 from .plan import InstallPlan
 from .publishing import publish_in_background, publish_in_place
+from .smoke import TOUCHED, read_touched
 from .start import Start, failpoint
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the warm path
@@ -190,10 +191,10 @@ def _install_and_smoke(
         # Counted from what landed: a custom env's requirements resolve to more than they name.
         phase.detail = f"{len(installed_distributions(site))} packages with {tool.kind}"
     failpoint(settings, "after-install")
-    hot_pages = staging / "hot-pages.json" if ctx.store == "packed" else None
+    touched = staging / TOUCHED if ctx.store == "packed" else None
     with start.phase("smoke") as phase:
         smoke_test(
-            the_plan, site, runner=runner, log=start.log, environ=ctx.environ, hot_pages=hot_pages
+            the_plan, site, runner=runner, log=start.log, environ=ctx.environ, touched=touched
         )
         phase.detail = "ok"
     failpoint(settings, "after-smoke")
@@ -201,20 +202,9 @@ def _install_and_smoke(
     manifest = _manifest(the_plan, tool.kind, began, size, files)
     manifest["resolved"] = installed_distributions(site)
     manifest["sentinels"] = store.sentinels(site)
-    if hot_pages is not None:
-        manifest["hot"] = _read_hot_pages(hot_pages)
+    if touched is not None:
+        manifest["hot"] = read_touched(touched).pages
     return manifest
-
-
-def _read_hot_pages(path: Path) -> dict[str, object]:
-    """What the smoke test's imports touched of the large files ({} when it could not tell)."""
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _manifest(

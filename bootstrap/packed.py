@@ -53,6 +53,8 @@ BIG_FILE_BYTES = 1 << 20
 ARCHIVE_BYTES = 64 << 20
 PARTS = "parts"
 BIG = "big"
+# What a worker's imports never open unless they import that module (see split_rest).
+REST_SUFFIXES = (".py", ".pyc", ".pyi", ".h", ".hpp", ".hxx", ".cuh", ".inl", ".pxd", ".pyx")
 _CHUNK = 4 << 20
 # Streams at once: MooseFS serves parallel streams well (RunPod PR #538: 4-8x serial), and
 # the hashing releases the GIL, so a few threads keep both cores and the network busy.
@@ -69,10 +71,13 @@ class Tree:
 
     small: tuple[tuple[str, int], ...]  # (relative path, bytes): files, symlinks, directories
     big: tuple[tuple[str, int, bool], ...]  # (relative path, bytes, executable)
+    rest: tuple[tuple[str, int], ...] = ()  # small files a worker's imports do not open
 
 
-def scan(site: Path) -> Tree:
-    """Split `site` into small entries (archived) and big files (stored as they are)."""
+def scan(site: Path, loaded: frozenset[str] | None = None) -> Tree:
+    """Split `site` into small entries (archived), big files (as they are) and, given the
+    module files the smoke test's imports `loaded`, the rest (archived apart: see split_rest).
+    """
     small: list[tuple[str, int]] = []
     big: list[tuple[str, int, bool]] = []
     for root, dirs, names in os.walk(site):
@@ -91,7 +96,49 @@ def scan(site: Path) -> Tree:
                 big.append((rel, st.st_size, bool(st.st_mode & 0o111)))
         if not names and not dirs and rel_root != ".":
             small.append((rel_root, 0))  # an empty directory is kept too
-    return Tree(tuple(small), tuple(big))
+    if loaded is None:
+        return Tree(tuple(small), tuple(big))
+    first, rest = split_rest(small, loaded, site)
+    return Tree(first, tuple(big), rest)
+
+
+def split_rest(
+    small: list[tuple[str, int]], loaded: frozenset[str], site: Path
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """(what a worker needs before it imports, the rest): pure but for telling files apart.
+
+    The rest is source a worker's imports do not open: Python source and bytecode of modules
+    the smoke test did not import, stubs, and C headers (read by compilers, at a job's first
+    kernel build at the earliest). A worker imports while the rest is hydrated beside its env
+    and moved in (bootstrap/backfill.py), so the rest must never make a package look other
+    than it is: a package's __init__.py is never in the rest when its directory exists
+    without the rest, or that directory would import as an empty namespace package.
+    """
+    later: list[tuple[str, int]] = []
+    first: list[tuple[str, int]] = []
+    for rel, size in small:
+        if (
+            rel.endswith(REST_SUFFIXES)
+            and rel not in loaded
+            and not os.path.islink(site / rel)
+            and not os.path.isdir(site / rel)
+        ):
+            later.append((rel, size))
+        else:
+            first.append((rel, size))
+    present = {"."}
+    for rel, _size in first:
+        parent = os.path.dirname(rel)
+        while parent not in present and parent:
+            present.add(parent)
+            parent = os.path.dirname(parent)
+    inits = {
+        (rel, size)
+        for rel, size in later
+        if os.path.basename(rel) == "__init__.py" and (os.path.dirname(rel) or ".") in present
+    }
+    first += sorted(inits)
+    return tuple(first), tuple(entry for entry in later if entry not in inits)
 
 
 def shard(entries: tuple[tuple[str, int], ...], limit: int = ARCHIVE_BYTES) -> list[list[str]]:
@@ -129,7 +176,15 @@ def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, objec
             os.chmod(parts / BIG / rel, 0o755)
         return {"path": rel, "size": size, "sha256": digest, "executable": executable}
 
-    archives = [functools.partial(archive, i, m) for i, m in enumerate(shard(tree.small))]
+    def archive_rest(index: int, members: list[str]) -> dict[str, object]:
+        return {**archive(index, members), "rest": True}
+
+    first = shard(tree.small)
+    archives = [functools.partial(archive, i, m) for i, m in enumerate(first)]
+    archives += [
+        functools.partial(archive_rest, len(first) + i, m)
+        for i, m in enumerate(shard(tree.rest) if tree.rest else [])
+    ]
     bigs = [functools.partial(store, *entry) for entry in tree.big]
     done = parallel([*archives, *bigs])
     return {"format": FORMAT, "archives": done[: len(archives)], "big": done[len(archives) :]}
@@ -142,27 +197,23 @@ def hydrate(
     *,
     copy_big: bool,
     hot: dict[str, list[list[int]]] | None = None,
+    rest: bool = True,
 ) -> None:
     """Unpack a published env's parts into `site` (a new directory), checking every part.
 
     With linked large files, the byte ranges `hot` lists (what the smoke test's imports touched
     of each large file, recorded at install) are read ahead meanwhile, in a few large reads:
     the imports then find those pages in the page cache instead of faulting them in from the
-    volume one round trip at a time.
+    volume one round trip at a time. Without `rest`, the archives of the rest (split_rest) are
+    left for unpack_rest.
 
     Raises DamagedEnvError naming the first part that is missing or not what the manifest says.
     """
     archives, bigs = _entries(parts)
+    if not rest:
+        archives = [a for a in archives if not a.get("rest")]
     site.mkdir(parents=True)
     volume_parts = env_dir / PARTS
-
-    def unpack(entry: dict[str, object]) -> None:
-        source = volume_parts / str(entry["name"])
-        try:
-            with source.open("rb") as src:
-                _tar_extract(_inflate(_checked(src, source, entry), source), site, source)
-        except FileNotFoundError:
-            raise DamagedEnvError(f"{source} is missing") from None
 
     def place(entry: dict[str, object]) -> None:
         rel = str(entry["path"])
@@ -183,12 +234,35 @@ def hydrate(
             raise DamagedEnvError(f"{source} has {size} bytes, its manifest says {entry['size']}")
         os.symlink(os.path.abspath(source), target)  # a relative cache path stays valid
 
-    tasks: list[Callable[[], None]] = [functools.partial(unpack, entry) for entry in archives]
+    tasks: list[Callable[[], None]] = [
+        functools.partial(_unpack, volume_parts, entry, site) for entry in archives
+    ]
     if not copy_big:
         tasks += _read_ahead(volume_parts / BIG, hot or {})
     # Archives first: they create the directories the big files land in.
     parallel(tasks)
     parallel([functools.partial(place, entry) for entry in bigs])
+
+
+def unpack_rest(env_dir: Path, parts: dict[str, object], target: Path) -> int:
+    """Unpack the archives of the rest (split_rest) into `target`; how many there were."""
+    archives = [a for a in _entries(parts)[0] if a.get("rest")]
+    target.mkdir(parents=True, exist_ok=True)
+    parallel([functools.partial(_unpack, env_dir / PARTS, entry, target) for entry in archives])
+    return len(archives)
+
+
+def has_rest(parts: dict[str, object]) -> bool:
+    return any(a.get("rest") for a in _entries(parts)[0])
+
+
+def _unpack(volume_parts: Path, entry: dict[str, object], target: Path) -> None:
+    source = volume_parts / str(entry["name"])
+    try:
+        with source.open("rb") as src:
+            _tar_extract(_inflate(_checked(src, source, entry), source), target, source)
+    except FileNotFoundError:
+        raise DamagedEnvError(f"{source} is missing") from None
 
 
 def _read_ahead(big_dir: Path, hot: dict[str, list[list[int]]]) -> list[Callable[[], None]]:

@@ -55,14 +55,17 @@ def _publish_packed(
     key: str, local_env: Path, manifest: dict[str, object], ctx: Start, lock: InstallLock
 ) -> None:
     """Pack the installed env onto the volume and publish it, then release the lock."""
-    from .packed import describe, pack
+    from .packed import describe, pack, scan
+    from .smoke import TOUCHED, read_touched
 
     env_dir = ctx.layout.env_dir(key)
     parts_staging: Path | None = None
     try:
         with ctx.log.phase("publish") as phase:
             parts_staging = new_staging(ctx.layout, key)
-            manifest["parts"] = parts = pack(local_env / "site", parts_staging)
+            site = local_env / "site"
+            loaded = read_touched(local_env / TOUCHED).modules or None
+            manifest["parts"] = parts = pack(site, parts_staging, scan(site, loaded))
             failpoint(ctx.settings, "after-pack")
             write_manifest(parts_staging, manifest)
             failpoint(ctx.settings, "after-manifest")

@@ -1,7 +1,7 @@
 """The smoke test: import what was installed, in a fresh interpreter, from the env and nowhere else.
 
-It also records what a packed env's hydration reads ahead: the pages of the env's large files
-that the imports touched.
+It also records what a packed env's hydration needs first: the pages of the env's large files
+that the imports touched, and the module files they loaded.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BootstrapError, SmokeTestError
@@ -125,11 +126,46 @@ if hot:
             else:
                 spans.append([at, page])
         merged[rel] = spans
+    # And which module files they loaded: a packed env hydrates those (with everything that is
+    # not Python source) before the worker imports, and the rest of its source meanwhile.
+    loaded = set()
+    for module in list(sys.modules.values()):
+        for path in (getattr(module, "__file__", None), getattr(module, "__cached__", None)):
+            if isinstance(path, str) and os.path.realpath(path).startswith(real):
+                if os.path.exists(path):
+                    loaded.add(os.path.relpath(os.path.realpath(path), real))
     with open(hot, "w") as out:
-        json.dump(merged, out)
+        json.dump({"pages": merged, "modules": sorted(loaded)}, out)
 print("smoke: ok", flush=True)
 """
 _FAILED = "smoke-failed\t"
+TOUCHED = "smoke-touched.json"  # beside a packed env's site on container disk
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What the smoke test's imports used of the env (empty when it could not tell)."""
+
+    pages: dict[str, list[list[int]]]  # large file -> [offset, length] ranges
+    modules: frozenset[str]  # the module files (.py, .pyc, .so) they loaded, relative to site
+
+
+def read_touched(path: Path) -> Touched:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        return Touched({}, frozenset())
+    pages, modules = data.get("pages"), data.get("modules")
+    return Touched(
+        pages if isinstance(pages, dict) else {},
+        frozenset(m for m in modules if isinstance(m, str))
+        if isinstance(modules, list)
+        else frozenset(),
+    )
 
 
 class RequirementImportError(SmokeTestError):
@@ -155,12 +191,13 @@ def smoke_test(
     log: Callable[[str], None],
     python: str = sys.executable,
     environ: Mapping[str, str] = os.environ,
-    hot_pages: Path | None = None,
+    touched: Path | None = None,
 ) -> None:
     """Import what was installed, in a fresh interpreter, from the env and nowhere else.
 
-    With `hot_pages`, the child also writes there which pages of the env's large files its
-    imports touched (bootstrap/packed.py reads them ahead when it hydrates the env).
+    With `touched`, the child also writes there which pages of the env's large files its
+    imports touched and which module files they loaded (read_touched; bootstrap/packed.py
+    hydrates those first).
     """
     argv = [
         python,
@@ -176,8 +213,8 @@ def smoke_test(
     # exactly the modules a worker imports, so no start after this one compiles them again.
     dropped = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in environ.items() if k not in dropped}
-    if hot_pages is not None:
-        env["RUNPOD_SLIM_HOT_PAGES"] = str(hot_pages)
+    if touched is not None:
+        env["RUNPOD_SLIM_HOT_PAGES"] = str(touched)
     said: list[str] = []
     code, tail = runner(argv, env, site.parent, said.append)
     if code != 0:

@@ -155,16 +155,50 @@ def finish_local(local: Layout, key: str, staging: Path, fd: int, manifest_sha25
 
 def adopt_local(local: Layout, key: str, staging: Path, fd: int) -> Path:
     """Move a filled local staging dir into place; it counts as hydrated once it is marked."""
-    (staging / _HYDRATING).unlink()
-    os.close(fd)
+    release_hydrating(staging, fd)
     env_dir = local.env_dir(key)
+    if not _move_in(local, staging, env_dir):
+        discard(local, staging)  # another process of this container hydrated it first
+    return env_dir
+
+
+def adopt_filling(local: Layout, key: str, staging: Path) -> Path | None:
+    """Move a staging dir still being filled into place, its `.hydrating` lock still held
+    (bootstrap/backfill.py fills it, then release_hydrating); None when another process of
+    this container moved its own copy in first."""
+    env_dir = local.env_dir(key)
+    return env_dir if _move_in(local, staging, env_dir) else None
+
+
+def _move_in(local: Layout, staging: Path, env_dir: Path) -> bool:
     local.envs.mkdir(parents=True, exist_ok=True)
-    discard(local, env_dir)  # an older copy, of a manifest since replaced
+    wait_hydrating(env_dir)  # another process of this container still filling its copy
+    discard(local, env_dir)  # an older copy, of a manifest since replaced, or one left unfinished
     try:
         os.rename(staging, env_dir)
     except OSError:
-        discard(local, staging)  # another process of this container hydrated it first
-    return env_dir
+        return False
+    return True
+
+
+def release_hydrating(local_env: Path, fd: int) -> None:
+    """Drop the `.hydrating` lock: the dir is filled (marked, when it is a hydrated copy)."""
+    (local_env / _HYDRATING).unlink()
+    os.close(fd)
+
+
+def wait_hydrating(local_env: Path) -> None:
+    """Wait while a live process of this container is still filling `local_env`."""
+    import fcntl
+
+    try:
+        fd = os.open(local_env / _HYDRATING, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when that process's lock fd closes
+    finally:
+        os.close(fd)
 
 
 def mark_hydrated(local_env: Path, key: str, manifest_sha256: str) -> None:

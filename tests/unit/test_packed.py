@@ -139,7 +139,10 @@ def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> 
         check=True,
         capture_output=True,
     )
-    spans = json.loads(hot.read_text())["mapper/blob.bin"]
+    touched = json.loads(hot.read_text())
+    spans = touched["pages"]["mapper/blob.bin"]
+    assert "mapper/__init__.py" in touched["modules"]  # and its bytecode, where it was written
+    assert all(m.startswith("mapper/") for m in touched["modules"])  # nothing from outside
     page = os.sysconf("SC_PAGE_SIZE")
     # The kernel maps a few neighbours too (fault-around, large folios); the places stay apart.
     assert len(spans) == 2, spans
