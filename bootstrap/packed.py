@@ -34,6 +34,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -53,8 +54,14 @@ BIG_FILE_BYTES = 1 << 20
 ARCHIVE_BYTES = 64 << 20
 PARTS = "parts"
 BIG = "big"
-# What a worker's imports never open unless they import that module (see split_rest).
-REST_SUFFIXES = (".py", ".pyc", ".pyi", ".h", ".hpp", ".hxx", ".cuh", ".inl", ".pxd", ".pyx")
+# What only an import of that very module opens (Python source, bytecode, extension modules:
+# `name.cpython-311-x86_64-linux-gnu.so`, `name.abi3.so`), or no import at all (stubs, Cython
+# and C/C++/CUDA sources, headers: read by compilers). See split_rest.
+REST_SUFFIXES = (
+    ".py", ".pyc", ".pyi", ".pxd", ".pyx",
+    ".h", ".hh", ".hpp", ".hxx", ".cuh", ".inl", ".c", ".cc", ".cpp", ".cxx", ".cu",
+)  # fmt: skip
+_EXTENSION_MODULE = re.compile(r"\.(cpython-[0-9]+[^./]*|abi3)\.so$")
 _CHUNK = 4 << 20
 # Streams at once: MooseFS serves parallel streams well (RunPod PR #538: 4-8x serial), and
 # the hashing releases the GIL, so a few threads keep both cores and the network busy.
@@ -107,18 +114,19 @@ def split_rest(
 ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
     """(what a worker needs before it imports, the rest): pure but for telling files apart.
 
-    The rest is source a worker's imports do not open: Python source and bytecode of modules
-    the smoke test did not import, stubs, and C headers (read by compilers, at a job's first
-    kernel build at the earliest). A worker imports while the rest is hydrated beside its env
-    and moved in (bootstrap/backfill.py), so the rest must never make a package look other
-    than it is: a package's __init__.py is never in the rest when its directory exists
-    without the rest, or that directory would import as an empty namespace package.
+    The rest is what a worker's imports do not open: the source, bytecode and extension
+    modules of modules the smoke test did not import, stubs, and C sources and headers (read
+    by compilers, at a job's first kernel build at the earliest). A worker imports while the
+    rest is hydrated beside its env and moved in (bootstrap/backfill.py), so the rest must
+    never make a package look other than it is: a package's __init__.py is never in the rest
+    when its directory exists without the rest, or that directory would import as an empty
+    namespace package.
     """
     later: list[tuple[str, int]] = []
     first: list[tuple[str, int]] = []
     for rel, size in small:
         if (
-            rel.endswith(REST_SUFFIXES)
+            (rel.endswith(REST_SUFFIXES) or _EXTENSION_MODULE.search(rel))
             and rel not in loaded
             and not os.path.islink(site / rel)
             and not os.path.isdir(site / rel)
@@ -162,10 +170,19 @@ def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, objec
     for rel, _size, _x in tree.big:
         (parts / BIG / rel).parent.mkdir(parents=True, exist_ok=True)
 
+    sizes = dict(tree.small + tree.rest)
+
     def archive(index: int, members: list[str]) -> dict[str, object]:
         name = f"small-{index:03d}.tar.gz"
         size, digest = _tar_create(site, members, parts / name)
-        return {"name": name, "size": size, "sha256": digest, "members": len(members)}
+        unpacked = sum(sizes[m] for m in members)
+        return {
+            "name": name,
+            "size": size,
+            "sha256": digest,
+            "members": len(members),
+            "unpacked": unpacked,
+        }
 
     def store(rel: str, size: int, executable: bool) -> dict[str, object]:
         with (site / rel).open("rb") as src:
@@ -322,9 +339,12 @@ def describe(parts: dict[str, object]) -> str:
 
 
 def small_bytes(parts: dict[str, object]) -> int:
-    """Bytes the archives unpack to, about (what container disk needs at the least)."""
+    """Bytes the archives unpack to (what container disk needs at the least).
+
+    Envs packed before archives said so give their compressed size: about a third of it.
+    """
     archives, _ = _entries(parts)
-    return sum(int(str(a["size"])) for a in archives)
+    return sum(int(str(a.get("unpacked", a["size"]))) for a in archives)
 
 
 def big_bytes(parts: dict[str, object]) -> int:

@@ -91,3 +91,83 @@ def test_a_worker_starting_on_a_full_disk_says_so_in_one_line(tmp_path: Path) ->
     assert "Traceback" not in started.stderr
     [line] = [x for x in started.stderr.splitlines() if "the worker cannot start" in x]
     assert f" failed at {disk}/cache/" in line and FULL in line, line
+
+
+def packed_env(tmp_path: Path, small_files: int) -> tuple[Layout, str, str]:
+    """A packed env on a 'volume' (a local dir): a 3 MiB large file and `small_files` small
+    ones of 64 KiB of random bytes; (cache, key, manifest sha256)."""
+    import hashlib
+
+    from bootstrap.cache import write_manifest
+    from bootstrap.packed import pack
+    from bootstrap.store import sentinels
+
+    site = tmp_path / "build" / "site"
+    (site / "pkg").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    (site / "pkg" / "weights.bin").write_bytes(os.urandom(3 << 20))
+    for i in range(small_files):
+        (site / "pkg" / f"table{i}.bin").write_bytes(os.urandom(64 << 10))
+    key = "storage-none-cp311-0123456789abcdef"
+    cache = Layout(tmp_path / "cache")
+    env = cache.env_dir(key)
+    write_manifest(env, {"key": key, "sentinels": sentinels(site), "parts": pack(site, env)})
+    return cache, key, hashlib.sha256((env / "manifest.json").read_bytes()).hexdigest()
+
+
+def hydrate_onto(disk: Path, cache: Layout, key: str, said: list[str]) -> Path:
+    """Hydrate the env as a start does, with container disk `disk` and large files copied."""
+    from bootstrap.hydration import hydrate_env
+    from bootstrap.log import StartLog
+    from bootstrap.start import Start
+    from bootstrap.store import find
+
+    settings = load_settings(
+        {
+            "HANDLER_TYPE": "storage",
+            "RUNPOD_SLIM_CACHE": str(cache.root),
+            "RUNPOD_SLIM_LOCAL_DIR": str(disk),
+            "RUNPOD_SLIM_BIG_FILES": "copy",
+        }
+    )
+    ctx = Start(
+        settings, cache, Layout(disk), "packed", StartLog(said.append), {}, None, None, print
+    )
+    env = hydrate_env(key, find(cache, Layout(disk), key), ctx)
+    assert env is not None
+    return env.site_dir
+
+
+def test_large_files_that_do_not_fit_container_disk_are_linked_and_the_log_says_so(
+    tmp_path: Path,
+) -> None:
+    cache, key, _ = packed_env(tmp_path, small_files=2)
+    said: list[str] = []
+    with small_disk(tmp_path / "disk", size="2m") as disk:
+        site = hydrate_onto(disk, cache, key, said)
+        weights = site / "pkg" / "weights.bin"
+        assert weights.is_symlink() and weights.stat().st_size == 3 << 20
+        assert (site / "pkg" / "table1.bin").stat().st_size == 64 << 10
+    [line] = [x for x in said if "too little to copy" in x]
+    assert re.fullmatch(
+        rf"hydrate: {disk} has \d+ MB free, too little to copy the env's 3 MB of large files "
+        r"too; linking them to the volume instead",
+        line,
+    ), line
+
+
+def test_small_files_that_do_not_fit_container_disk_stop_the_start_in_one_line(
+    tmp_path: Path,
+) -> None:
+    from bootstrap.errors import CacheError
+
+    cache, key, _ = packed_env(tmp_path, small_files=40)  # 2.6 MB, on a 1 MB disk
+    with small_disk(tmp_path / "disk", size="1m") as disk:
+        with pytest.raises(CacheError) as refused:
+            hydrate_onto(disk, cache, key, [])
+        assert list(disk.glob("envs/*")) == [] and list(disk.glob("staging/*")) == []
+    assert re.fullmatch(
+        rf"{disk} has 1 MB free and the env's small files need 3 MB: point "
+        r"RUNPOD_SLIM_LOCAL_DIR at a larger disk, or give the container more disk",
+        str(refused.value),
+    ), refused.value

@@ -29,6 +29,7 @@ from tests.support.moosefs import MooseFS
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 300
+INSTALL = ("-m", "bootstrap", "install", "--json")
 
 
 class Volume:
@@ -42,7 +43,9 @@ class Volume:
     def cache(self, node: int) -> Path:
         return self.fs.mounts[node] / self.name
 
-    def start(self, node: int, disk: str, **extra: str) -> subprocess.Popen[str]:
+    def start(
+        self, node: int, disk: str, argv: tuple[str, ...] = INSTALL, **extra: str
+    ) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_SLIM_")}
         env.update(
             HANDLER_TYPE="storage",
@@ -53,7 +56,7 @@ class Volume:
             **extra,
         )
         return subprocess.Popen(
-            [sys.executable, "-m", "bootstrap", "install", "--json"],
+            [sys.executable, *argv],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -126,7 +129,12 @@ def test_installed_on_one_node_hydrated_on_another(volume: Volume) -> None:
 
 
 def test_eight_workers_on_two_nodes_install_once(volume: Volume) -> None:
-    procs = [volume.start(i % 2, f"worker{i}") for i in range(8)]
+    # Half start as the worker does (importing while the rest of the env hydrates), half
+    # through `bootstrap install`.
+    procs = [
+        worker(volume, i % 2, f"worker{i}") if i % 4 >= 2 else volume.start(i % 2, f"worker{i}")
+        for i in range(8)
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=INSTALL_TIMEOUT_S)
@@ -143,8 +151,14 @@ def test_eight_workers_on_two_nodes_install_once(volume: Volume) -> None:
 
 @pytest.mark.parametrize(
     "point",
-    ["during-install", "after-install", "after-smoke", "during-publish", "after-pack",
-     "after-manifest"],
+    [
+        "during-install",
+        "after-install",
+        "after-smoke",
+        "during-publish",
+        "after-pack",
+        "after-manifest",
+    ],
 )
 def test_a_killed_install_is_never_used_and_the_next_start_recovers(
     volume: Volume, point: str
@@ -158,8 +172,9 @@ def test_a_killed_install_is_never_used_and_the_next_start_recovers(
             return any(s.is_dir() and len(list(s.iterdir())) > 20 for s in sites)
 
         def publishing() -> bool:
-            return any((s / "parts").is_dir() and any((s / "parts").iterdir())
-                       for s in volume.staging())
+            return any(
+                (s / "parts").is_dir() and any((s / "parts").iterdir()) for s in volume.staging()
+            )
 
         wait_for(installing if point == "during-install" else publishing, INSTALL_TIMEOUT_S, point)
         os.killpg(proc.pid, signal.SIGKILL)
@@ -233,9 +248,7 @@ def test_a_file_deleted_from_the_local_copy_is_hydrated_again(volume: Volume) ->
 def test_a_packed_volume_starts_offline_on_a_new_node(volume: Volume) -> None:
     volume.install(0, "node0")
     dead = f"{closed_port_url()}/simple"
-    result, log = volume.install(
-        1, "node1", RUNPOD_SLIM_INDEX_URL=dead, RUNPOD_SLIM_OFFLINE="1"
-    )
+    result, log = volume.install(1, "node1", RUNPOD_SLIM_INDEX_URL=dead, RUNPOD_SLIM_OFFLINE="1")
     assert result["cold"] is False and "hydrate:" in log
 
 
@@ -243,3 +256,83 @@ def test_envs_seen_by_prune_on_the_volume(volume: Volume) -> None:
     volume.install(0, "node0")
     envs = list_envs(Layout(volume.cache(1)))
     assert len(envs) == 1 and "parts" in envs[0].manifest
+
+
+# A worker's start on a new node (handler.py does the same): the env with its rest still
+# hydrating (bootstrap/backfill.py), the imports meanwhile, then the whole env before a job.
+WORKER = r"""
+import json, os, sys
+from bootstrap import ensure, load_settings
+from bootstrap import BootstrapError
+env = ensure(load_settings(os.environ), whole=False)
+import boto3, runpod
+imported = [boto3.__file__, runpod.__file__]
+try:
+    env.wait_whole()
+except BootstrapError as exc:
+    print("the worker cannot start:", exc, file=sys.stderr)
+    raise SystemExit(3)
+from botocore import waiter  # a module of the rest: there now
+print(json.dumps({"key": env.key, "cold": env.cold, "site": str(env.site_dir),
+                  "imported": imported, "rest": waiter.__file__}))
+"""
+
+
+def worker(volume: Volume, node: int, disk: str, **extra: str) -> subprocess.Popen[str]:
+    return volume.start(node, disk, ("-c", WORKER), **extra)
+
+
+def test_a_new_node_imports_while_the_rest_hydrates_and_serves_only_whole(volume: Volume) -> None:
+    volume.install(0, "node0")
+    [env] = volume.env_dirs()
+    parts = json.loads((env / "manifest.json").read_text())["parts"]
+    assert any(a.get("rest") for a in parts["archives"])  # the smoke test's imports recorded
+    proc = worker(volume, 1, "node1")
+    out, log = proc.communicate(timeout=INSTALL_TIMEOUT_S)
+    assert proc.returncode == 0, log
+    result = json.loads(out)
+    assert "the rest meanwhile" in log and "hydrate: the rest, " in log
+    node1 = volume.tmp / "node1"
+    assert all(path.startswith(str(node1)) for path in [*result["imported"], result["rest"]])
+    local_env = Path(result["site"]).parent
+    assert (local_env / "hydrated.json").is_file() and not (local_env / "rest").exists()
+    assert not (local_env / ".hydrating").exists()
+    # Whole, so the next start on this container uses it as it is.
+    again, log = volume.install(1, "node1")
+    assert "lookup: warm, hydrated on this container's disk" in log and "hydrate:" not in log
+    assert again["site"] == result["site"]
+
+
+def files_of(site: Path) -> set[str]:
+    """What a site holds but bytecode (which each node's own imports may add)."""
+    return {
+        str(p.relative_to(site)) for p in site.rglob("*") if not p.is_dir() and p.suffix != ".pyc"
+    }
+
+
+@pytest.mark.parametrize("how", ["failpoint", "random"])
+def test_a_start_killed_while_the_rest_hydrates_is_hydrated_again(volume: Volume, how: str) -> None:
+    installed, _ = volume.install(0, "node0")
+    envs = volume.tmp / "node1" / "envs"
+    if how == "failpoint":  # after the rest is unpacked beside the site, before it moves in
+        proc = worker(volume, 1, "node1", RUNPOD_SLIM_FAILPOINT="after-rest-unpack")
+        out, log = proc.communicate(timeout=INSTALL_TIMEOUT_S)
+        assert proc.returncode == 3 and out == "", log  # it never served
+        assert "was killed (signal 9); the next start on this container hydrates it again" in log
+    else:  # a container stop at a random moment while the rest is being hydrated
+        proc = worker(volume, 1, "node1")
+        wait_for(lambda: any(envs.glob("*/rest")), INSTALL_TIMEOUT_S, "the rest to start")
+        time.sleep(random.uniform(0, 0.5))  # not a wait: a random moment of the rest's work
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    [copy] = envs.iterdir()
+    whole_before = (copy / "hydrated.json").exists()
+    assert how == "random" or not whole_before
+    proc = worker(volume, 1, "node1")
+    out, log = proc.communicate(timeout=INSTALL_TIMEOUT_S)
+    assert proc.returncode == 0, log
+    assert ("hydrate:" in log) != whole_before  # an unfinished copy is hydrated again, anew
+    site = Path(json.loads(out)["site"])
+    assert (site.parent / "hydrated.json").is_file()
+    assert files_of(site) == files_of(Path(str(installed["site"])))
+    assert os.listdir(volume.tmp / "node1" / "staging") == []

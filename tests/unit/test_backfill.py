@@ -29,12 +29,17 @@ def make_site(root: Path) -> Path:
         "used/core.py": "VALUE = 1\n",
         "used/spare.py": "SPARE = 2\n",  # in a package that is imported, itself not
         "used/data.json": "{}",
+        "used/_speed.cpython-311-x86_64-linux-gnu.so": "ELF",  # an extension module imported
+        "used/_spare.cpython-311-x86_64-linux-gnu.so": "ELF",  # one not imported
+        "used/libhelper.so.1": "ELF",  # a shared library: loaded by the linker, never rest
         "idle/__init__.py": "IDLE = 3\n",  # a package nothing imports: all of it is rest
         "idle/deep/__init__.py": "",
         "idle/deep/leaf.py": "LEAF = 4\n",
         "mixed/__init__.py": "",  # not imported, but its directory holds data: stays first
         "mixed/table.bin": "x" * 100,
         "mixed/tool.py": "TOOL = 5\n",
+        "mixed/kernel.cu": "__global__ void k() {}\n",
+        "mixed/_fast.abi3.so": "ELF",
         "solo.py": "SOLO = 6\n",
         "torch/include/ATen/core.h": "#pragma once\n",
         "used-1.0.dist-info/RECORD": "used/__init__.py,,\n",
@@ -45,7 +50,9 @@ def make_site(root: Path) -> Path:
     return site
 
 
-LOADED = frozenset({"used/__init__.py", "used/core.py"})
+LOADED = frozenset(
+    {"used/__init__.py", "used/core.py", "used/_speed.cpython-311-x86_64-linux-gnu.so"}
+)
 
 
 def names(entries: tuple[tuple[str, int], ...]) -> set[str]:
@@ -61,12 +68,18 @@ def test_the_rest_is_source_the_imports_do_not_open(tmp_path: Path) -> None:
         "idle/deep/__init__.py",
         "idle/deep/leaf.py",
         "mixed/tool.py",
+        "mixed/kernel.cu",
+        "mixed/_fast.abi3.so",
+        "used/_spare.cpython-311-x86_64-linux-gnu.so",
         "solo.py",
         "torch/include/ATen/core.h",
     }
     # What the imports open, data, metadata, and the __init__.py of every package directory
     # that exists without the rest (else it would import as an empty namespace package).
     assert {"used/core.py", "used/data.json", "mixed/__init__.py"} <= names(tree.small)
+    assert {"used/_speed.cpython-311-x86_64-linux-gnu.so", "used/libhelper.so.1"} <= names(
+        tree.small
+    )
     assert names(tree.small).isdisjoint(names(tree.rest))
     assert scan(site).rest == ()  # nothing recorded, nothing left for later
 
