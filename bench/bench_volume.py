@@ -10,10 +10,12 @@ Per handler:
   background: the time until that is published is reported too), and into MooseFS as it was
   done before (env installed in place on the volume); with the bytes and files each leaves on
   the volume;
-- warm start to "imports done" (a new process: the bootstrap's warm path, then what the
-  worker imports before its first job), as a new worker node sees it: a fresh mount, the page
-  cache dropped, an empty container disk; for the cache on local disk, the env in place on
-  MooseFS, and the packed env, at each added round-trip latency.
+- warm start to "ready" (a new process: the bootstrap's warm path, what the worker imports
+  before its first job, and the env whole: what a worker waits for before it takes a job), as
+  a new worker node sees it: a fresh mount, the page cache dropped, an empty container disk;
+  for the cache on local disk, the env in place on MooseFS, and the packed env, at each added
+  round-trip latency; with when the imports were done, and the CPU seconds of the worker and
+  of the volume's processes (which share this machine's two cores).
 
 The volume is tests/support/moosefs.py's cluster (master and chunkserver in network
 namespaces, a delaying proxy for the latency), mounted twice: node 0 installs, node 1 starts
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -46,7 +49,9 @@ IMPORTS = {
     "video": ("av", "imageio_ffmpeg", "runpod"),
 }
 # As handler.py starts: the env (on a new container, its rest may still be hydrating), the
-# imports, then wait_whole() before the first job. The run's time is until the env is whole.
+# imports, then wait_whole(), after which the worker would take its first job: "ready". The
+# process's exit is not timed (with libraries linked to the volume, unloading them faults in
+# pages no import touched: 2 to 3 s at 1 ms, which no worker that serves ever pays).
 WARM = """
 import os, sys, time
 from bootstrap import ensure, load_settings
@@ -56,6 +61,7 @@ for name in sys.argv[1:]:
     __import__(name)
 print("imports-done", time.perf_counter(), flush=True)
 env.wait_whole()
+print("ready", time.perf_counter(), flush=True)
 """
 
 
@@ -167,7 +173,7 @@ def bench_handler(
                 "packed_over_local": ratio(packed["median_s"], local_s["median_s"]),
                 "in_place_over_packed": ratio(in_place["median_s"], packed["median_s"]),
             }
-        out["warm_to_imports_done"] = warm
+        out["warm_to_ready"] = warm
     return out
 
 
@@ -188,41 +194,64 @@ def warm_runs(
     runs: int,
     fresh_local: Path | None = None,
 ) -> dict[str, object]:
-    """Process start to imports done, each run as a new node: fresh mount, cold page cache."""
-    times, rtts, hydrations, imports, rests = [], [], [], [], []
+    """Process start to ready (imports done, env whole), each run as a new node: a fresh
+    mount, a cold page cache, an empty container disk. With the CPU seconds each side used:
+    the worker (with its children) and the volume's own processes, which share the two cores
+    here but run on other machines on RunPod (but for the client, mfsmount, on the host)."""
+    seen: dict[str, list[float]] = {}
     for _ in range(runs):
         if fresh_local is not None:
             shutil.rmtree(fresh_local, ignore_errors=True)  # a new container's empty disk
         if fs is not None and node is not None:
             fs.remount(node)
-            rtts.append(fs.lookup_rtt_us(node) / 1000)
+            seen.setdefault("rtt_ms", []).append(fs.lookup_rtt_us(node) / 1000)
         if not drop_page_cache():
             raise SystemExit("cannot drop the page cache (needs root): the figures would lie")
+        servers = dict(fs.pids) if fs is not None else {}
+        before = {name: cpu_seconds(pid) for name, pid in servers.items()}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
-        took, run = run_timed([sys.executable, "-c", WARM, *IMPORTS[handler]], env)
-        times.append(took)
-        done = re.search(r"^imports-done ([0-9.]+)$", run.stdout, re.MULTILINE)
-        if done:  # perf_counter is the system's monotonic clock, the same in both processes
-            imports.append(float(done[1]) - began)
-        hydrated = re.search(r"hydrate: .*\(([0-9.]+) (ms|s)\)$", run.stderr, re.MULTILINE)
-        if hydrated:
-            hydrations.append(float(hydrated[1]) / (1000 if hydrated[2] == "ms" else 1))
-        rest = re.search(r"hydrate: the rest, .*\(([0-9.]+) s\)$", run.stderr, re.MULTILINE)
-        if rest:
-            rests.append(float(rest[1]))
+        _took, run = run_timed([sys.executable, "-c", WARM, *IMPORTS[handler]], env)
+        # perf_counter is the system's monotonic clock: the same in both processes.
+        for mark in ("imports-done", "ready"):
+            at = re.search(rf"^{mark} ([0-9.]+)$", run.stdout, re.MULTILINE)
+            if at is None:
+                raise SystemExit(f"the warm run printed no {mark} line:\n{run.stdout[-2000:]}")
+            seen.setdefault(mark, []).append(float(at[1]) - began)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seen.setdefault("worker_cpu_s", []).append(
+            after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+        )
+        if servers:
+            used = {name: cpu_seconds(pid) - before[name] for name, pid in servers.items()}
+            client = sum(v for name, v in used.items() if name.startswith("mount"))
+            seen.setdefault("volume_client_cpu_s", []).append(client)
+            seen.setdefault("volume_servers_cpu_s", []).append(sum(used.values()) - client)
+        for name, pattern in (
+            ("hydrate_s", r"hydrate: .*\(([0-9.]+) (ms|s)\)$"),
+            ("rest_s", r"hydrate: the rest, .*\(([0-9.]+) (s)\)$"),
+        ):
+            found = re.search(pattern, run.stderr, re.MULTILINE)
+            if found:
+                took = float(found[1]) / (1000 if found[2] == "ms" else 1)
+                seen.setdefault(name, []).append(took)
     result: dict[str, object] = {
-        "median_s": round(statistics.median(times), 2),
-        "runs_s": [round(t, 2) for t in times],
+        "median_s": round(statistics.median(seen["ready"]), 2),
+        "runs_s": [round(t, 2) for t in seen["ready"]],
     }
-    if rtts:
-        result["rtt_ms"] = round(statistics.median(rtts), 2)
-    if hydrations:
-        result["hydrate_median_s"] = round(statistics.median(hydrations), 2)
-    if imports:
-        result["imports_done_median_s"] = round(statistics.median(imports), 2)
-    if rests:
-        result["rest_median_s"] = round(statistics.median(rests), 2)
+    for name, values in seen.items():
+        if name != "ready":
+            result[f"{name.replace('-', '_')}_median"] = round(statistics.median(values), 2)
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def footprint(root: Path) -> dict[str, int]:
