@@ -4,7 +4,9 @@ detect   NVML -> GpuInfo
 plan     pure -> InstallPlan and env key
 lookup   envs/<key>/manifest.json complete and its env whole?  (the warm path: no
          network, no resolver, no directory walk)
-hydrate  a packed env: its parts streamed from the volume onto container disk, checked
+hydrate  a packed env: its parts streamed from the volume onto container disk, checked; for
+         a worker (not `whole`), what its imports open first and the rest meanwhile
+         (bootstrap/backfill.py), the env whole before its first job
 lock     one installer per key; the others wait, then take the warm path
 install  into staging (on container disk when envs are packed), with uv from the hashed
          lock (pip as fallback)

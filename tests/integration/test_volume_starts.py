@@ -336,3 +336,34 @@ def test_a_start_killed_while_the_rest_hydrates_is_hydrated_again(volume: Volume
     assert (site.parent / "hydrated.json").is_file()
     assert files_of(site) == files_of(Path(str(installed["site"])))
     assert os.listdir(volume.tmp / "node1" / "staging") == []
+
+
+def test_the_worker_serves_on_a_new_node_only_once_the_env_is_whole(volume: Volume) -> None:
+    """handler.py itself: it imports while the rest hydrates, then serves its first job."""
+    volume.install(0, "node0")
+    out = volume.tmp / "volume"
+    out.mkdir()
+    job = {"input": {"action": "copy", "source_base64": "aGk=", "destination": "volume://hi"}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_SLIM_")}
+    env.update(
+        HANDLER_TYPE="storage",
+        RUNPOD_SLIM_CACHE=str(volume.cache(1)),
+        RUNPOD_SLIM_VOLUME=str(out),
+        RUNPOD_SLIM_LOCAL_DIR=str(volume.tmp / "node1"),
+    )
+    served = subprocess.run(
+        [sys.executable, "handler.py", "--test_input", json.dumps(job)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one stream, so that the order of the lines is kept
+        text=True,
+        timeout=INSTALL_TIMEOUT_S,
+        check=False,
+    )
+    log = served.stdout
+    assert served.returncode == 0, log[-3000:]
+    assert "Job local_test completed successfully." in log
+    assert (out / "hi").read_bytes() == b"hi"
+    rest_in = log.index("hydrate: the rest, ")
+    assert log.index("the rest meanwhile") < rest_in < log.index("Starting Serverless Worker")
