@@ -79,16 +79,18 @@ class Backfill:
             manifest_sha256,
             str(lock_fd),
         ]
-        proc = subprocess.Popen(
-            argv,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            pass_fds=(lock_fd,),
-        )
-        os.close(lock_fd)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                pass_fds=(lock_fd,),
+            )
+        finally:
+            os.close(lock_fd)  # the child holds its own copy: the lock lives as long as it does
         return cls(proc, key, log)
 
     def _forward(self, log: Callable[[str], None]) -> None:
