@@ -72,6 +72,14 @@ class DamagedEnvError(CacheError):
     """A published env's parts do not match its manifest; it must be set aside and rebuilt."""
 
 
+class _LostDirectoryRace(Exception):
+    """tar could not create a file whose parent directory another tar was creating."""
+
+
+_RACE = ": Cannot open: No such file or directory"
+_FAILED = "Exiting with failure status due to previous errors"
+
+
 @dataclass(frozen=True)
 class Tree:
     """What a site directory holds, split by how it travels."""
@@ -162,6 +170,26 @@ def shard(entries: tuple[tuple[str, int], ...], limit: int = ARCHIVE_BYTES) -> l
     return shards
 
 
+def with_directories(members: list[str]) -> list[str]:
+    """The members, each preceded by those of its parent directories not named yet (pure).
+
+    Archives unpacked in parallel into one tree then make their directories as directory
+    entries, which GNU tar creates whether or not another tar made them first (see
+    _unpack_all).
+    """
+    named: set[str] = set()
+    out: list[str] = []
+    for rel in members:
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent not in named:
+                named.add(parent)
+                out.append(parent)
+        out.append(rel)
+    return out
+
+
 def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, object]:
     """Write `site` as parts under env_dir/parts; returns the manifest's "parts" entry."""
     tree = tree or scan(site)
@@ -174,7 +202,7 @@ def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, objec
 
     def archive(index: int, members: list[str]) -> dict[str, object]:
         name = f"small-{index:03d}.tar.gz"
-        size, digest = _tar_create(site, members, parts / name)
+        size, digest = _tar_create(site, with_directories(members), parts / name)
         unpacked = sum(sizes[m] for m in members)
         return {
             "name": name,
@@ -251,13 +279,9 @@ def hydrate(
             raise DamagedEnvError(f"{source} has {size} bytes, its manifest says {entry['size']}")
         os.symlink(os.path.abspath(source), target)  # a relative cache path stays valid
 
-    tasks: list[Callable[[], None]] = [
-        functools.partial(_unpack, volume_parts, entry, site) for entry in archives
-    ]
-    if not copy_big:
-        tasks += _read_ahead(volume_parts / BIG, hot or {})
+    ahead = [] if copy_big else _read_ahead(volume_parts / BIG, hot or {})
     # Archives first: they create the directories the big files land in.
-    parallel(tasks)
+    _unpack_all(volume_parts, archives, site, ahead)
     parallel([functools.partial(place, entry) for entry in bigs])
 
 
@@ -265,8 +289,41 @@ def unpack_rest(env_dir: Path, parts: dict[str, object], target: Path) -> int:
     """Unpack the archives of the rest (split_rest) into `target`; how many there were."""
     archives = [a for a in _entries(parts)[0] if a.get("rest")]
     target.mkdir(parents=True, exist_ok=True)
-    parallel([functools.partial(_unpack, env_dir / PARTS, entry, target) for entry in archives])
+    _unpack_all(env_dir / PARTS, archives, target)
     return len(archives)
+
+
+def _unpack_all(
+    volume_parts: Path,
+    archives: list[dict[str, object]],
+    target: Path,
+    beside: list[Callable[[], None]] | None = None,
+) -> None:
+    """Unpack archives into `target` in parallel (with the tasks `beside` them).
+
+    GNU tar creates a file's missing parent directory, but gives up on the file when another
+    tar made that directory first. Archives packed here name each member's directories as
+    entries of their own, first, which tar creates whatever exists; an archive packed without
+    them that loses such a race is unpacked again once the others are done.
+    """
+    raced: list[dict[str, object]] = []
+
+    def unpack(entry: dict[str, object]) -> None:
+        try:
+            _unpack(volume_parts, entry, target)
+        except _LostDirectoryRace:
+            raced.append(entry)
+
+    tasks: list[Callable[[], None]] = [functools.partial(unpack, entry) for entry in archives]
+    parallel(tasks + (beside or []))
+    for entry in raced:
+        try:
+            _unpack(volume_parts, entry, target)
+        except _LostDirectoryRace:
+            raise DamagedEnvError(
+                f"{volume_parts / str(entry['name'])} could not be unpacked: tar could not make "
+                f"the directories of its files under {target}"
+            ) from None
 
 
 def has_rest(parts: dict[str, object]) -> bool:
@@ -465,6 +522,10 @@ def _tar_extract(chunks: Iterator[bytes], site: Path, source: Path) -> None:
         said = errors.read().decode(errors="replace").strip().splitlines()
     if proc.returncode != 0:
         last = said[-1] if said else f"exit status {proc.returncode}"
+        if any(line.endswith(_RACE) for line in said) and all(
+            line.endswith((_RACE, _FAILED)) for line in said
+        ):
+            raise _LostDirectoryRace(source)
         if "No space left" in last:
             raise CacheError(f"no space left on the disk of {site} while unpacking {source.name}")
         raise DamagedEnvError(f"{source} is damaged: it could not be unpacked ({last})")
