@@ -95,32 +95,37 @@ def scan(site: Path, loaded: frozenset[str] | None = None) -> Tree:
     """
     small: list[tuple[str, int]] = []
     big: list[tuple[str, int, bool]] = []
+    not_files: set[str] = set()  # links and empty directories: never in the rest
     for root, dirs, names in os.walk(site):
         rel_root = os.path.relpath(root, site)
         for name in sorted(dirs):
             path = os.path.join(root, name)
             if os.path.islink(path):  # a symlink to a directory travels as a link
                 small.append((_rel(rel_root, name), 0))
+                not_files.add(small[-1][0])
         for name in sorted(names):
             path = os.path.join(root, name)
             st = os.lstat(path)
             rel = _rel(rel_root, name)
             if os.path.islink(path) or st.st_size < BIG_FILE_BYTES:
                 small.append((rel, st.st_size))
+                if os.path.islink(path):
+                    not_files.add(rel)
             else:
                 big.append((rel, st.st_size, bool(st.st_mode & 0o111)))
         if not names and not dirs and rel_root != ".":
             small.append((rel_root, 0))  # an empty directory is kept too
+            not_files.add(rel_root)
     if loaded is None:
         return Tree(tuple(small), tuple(big))
-    first, rest = split_rest(small, loaded, site)
+    first, rest = split_rest(small, loaded, frozenset(not_files))
     return Tree(first, tuple(big), rest)
 
 
 def split_rest(
-    small: list[tuple[str, int]], loaded: frozenset[str], site: Path
+    small: list[tuple[str, int]], loaded: frozenset[str], not_files: frozenset[str]
 ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
-    """(what a worker needs before it imports, the rest): pure but for telling files apart.
+    """(what a worker needs before it imports, the rest), of the small entries (pure).
 
     The rest is what a worker's imports do not open: the source, bytecode and extension
     modules of modules the smoke test did not import, stubs, and C sources and headers (read
@@ -136,8 +141,7 @@ def split_rest(
         if (
             (rel.endswith(REST_SUFFIXES) or _EXTENSION_MODULE.search(rel))
             and rel not in loaded
-            and not os.path.islink(site / rel)
-            and not os.path.isdir(site / rel)
+            and rel not in not_files
         ):
             later.append((rel, size))
         else:

@@ -84,11 +84,16 @@ def test_the_rest_is_source_the_imports_do_not_open(tmp_path: Path) -> None:
     assert scan(site).rest == ()  # nothing recorded, nothing left for later
 
 
-def test_split_rest_keeps_links_and_directories_first(tmp_path: Path) -> None:
+def test_links_and_empty_directories_stay_first_whatever_their_names(tmp_path: Path) -> None:
     site = make_site(tmp_path)
     (site / "link.py").symlink_to("solo.py")
-    first, rest = split_rest([("link.py", 0), ("solo.py", 9)], frozenset(), site)
-    assert names(first) == {"link.py"} and names(rest) == {"solo.py"}
+    (site / "dirlink.py").symlink_to("idle")
+    (site / "empty.py").mkdir()
+    tree = scan(site, LOADED)
+    assert {"link.py", "dirlink.py", "empty.py"} <= names(tree.small)
+    assert "solo.py" in names(tree.rest)
+    first, rest = split_rest([("a.py", 0), ("b.py", 9)], frozenset(), frozenset({"a.py"}))
+    assert names(first) == {"a.py"} and names(rest) == {"b.py"}
 
 
 def tree_of(site: Path) -> dict[str, bytes]:
