@@ -142,13 +142,13 @@ class RestFinder:
         self._backfill = backfill
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
-        if self._backfill.done():
-            self.remove()
-            return None
         import importlib
         from importlib.machinery import PathFinder
 
-        self._backfill.settle()  # a failure is raised by wait(), where the worker asks
+        # Waits for the rest (at once if it is in) and takes this finder off sys.meta_path; a
+        # failure is raised by wait(), where the worker asks. Looked up again even when the
+        # rest was already in: it may have landed after the path finder's directory listing.
+        self._backfill.settle()
         importlib.invalidate_caches()
         return PathFinder.find_spec(name, path, target)  # type: ignore[arg-type]
 
