@@ -12,8 +12,9 @@ of the small files. A child process hydrates the rest meanwhile, on the other co
 3. the hydrated marker is written last, and the child exits, releasing the `.hydrating` lock it
    inherited from the worker.
 
-Until then the worker takes no job (ReadyEnv.wait_whole), and an import that finds nothing yet
-waits for the rest and looks again instead of failing (RestFinder, last on sys.meta_path).
+Until then the worker takes no job (ReadyEnv.wait_whole), and an import of a name only the rest
+holds (packed.rest_names, in the manifest) waits for it and looks again instead of failing
+(RestFinder, last on sys.meta_path); any other miss fails at once, as it would anyway.
 A killed child leaves an env without its marker, which the next start on this container
 hydrates again; a child that finds the rest damaged sets the env on the volume aside, so that
 the next start installs it again. `python3 -m bootstrap.backfill` is that child.
@@ -128,23 +129,51 @@ class Backfill:
         )
         raise CacheError(f"{last}; {then}")
 
-    def guard_imports(self) -> None:
-        """Until the rest is in, an import the site cannot satisfy waits for it (RestFinder)."""
+    def guard_imports(self, site: Path, names: dict[str, str] | None) -> None:
+        """Until the rest is in, an import the site cannot satisfy and that may be in the rest
+        (`names`, packed.rest_names; None: any) waits for it (RestFinder)."""
         if self._finder is None and not self.done():
-            self._finder = RestFinder(self)
+            self._finder = RestFinder(self, site, names)
             sys.meta_path.append(self._finder)
 
 
 class RestFinder:
-    """Last on sys.meta_path while the rest is hydrated: what no finder found may be in it."""
+    """Last on sys.meta_path while the rest is hydrated: what no finder found may be in it.
 
-    def __init__(self, backfill: Backfill) -> None:
+    An import that misses a name the rest does not hold (an optional dependency that is not
+    installed: libraries try dozens while they import) fails at once, as it would anyway.
+    """
+
+    def __init__(self, backfill: Backfill, site: Path, names: dict[str, str] | None) -> None:
         self._backfill = backfill
+        self._site = os.path.normpath(site)
+        self._names = names
+
+    def _may_be_in_rest(self, name: str, path: object) -> bool:
+        if self._names is None:
+            return True
+        last = name.rpartition(".")[2]
+        within = self._site + os.sep
+        for entry in sys.path if path is None else path:  # type: ignore[attr-defined]
+            if not isinstance(entry, str):
+                continue
+            folder = os.path.normpath(entry)
+            if folder == self._site:
+                rel = ""
+            elif folder.startswith(within):
+                rel = folder[len(within) :]
+            else:
+                continue
+            if last in self._names.get(rel, "").split():
+                return True
+        return False
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
         import importlib
         from importlib.machinery import PathFinder
 
+        if not self._may_be_in_rest(name, path):
+            return None
         # Waits for the rest (at once if it is in) and takes this finder off sys.meta_path; a
         # failure is raised by wait(), where the worker asks. Looked up again even when the
         # rest was already in: it may have landed after the path finder's directory listing.

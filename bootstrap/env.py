@@ -46,7 +46,9 @@ class ReadyEnv:
                 f"its compiled packages would fail to load"
             )
         if self.backfill is not None:
-            self.backfill.guard_imports()
+            from .packed import names_in_rest
+
+            self.backfill.guard_imports(self.site_dir, names_in_rest(self.manifest["parts"]))
         target = str(self.site_dir)
         if sys.path and sys.path[0] == target:
             return

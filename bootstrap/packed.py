@@ -161,6 +161,47 @@ def split_rest(
     return tuple(first), tuple(entry for entry in later if entry not in inits)
 
 
+def rest_names(
+    first: tuple[tuple[str, int], ...], rest: tuple[tuple[str, int], ...]
+) -> dict[str, str]:
+    """What an import can find only once the rest is in (pure): {dir under site: "name ..."}.
+
+    A module ("torch": "_VF" for torch/_VF.py), a package whose __init__ is in the rest, and a
+    directory the first part lacks (it would import as a namespace package); but nothing
+    inside such a package or directory, as importing it waits for the rest first. A worker
+    whose import misses a name not listed is not held back until the rest is in (RestFinder).
+    """
+    present = {""}
+    for rel, _size in first:
+        parent = os.path.dirname(rel)
+        while parent not in present:
+            present.add(parent)
+            parent = os.path.dirname(parent)
+    names: set[str] = set()
+    for rel, _size in rest:
+        folder, base = os.path.split(rel)
+        if base.endswith(".py") or (base.endswith(".pyc") and "__pycache__" not in folder):
+            stem = base.rpartition(".")[0]
+        elif _EXTENSION_MODULE.search(base):
+            stem = base.split(".", 1)[0]
+        else:
+            stem = ""
+        if stem == "__init__":
+            names.add(folder)
+        elif stem:
+            names.add(f"{folder}/{stem}" if folder else stem)
+        while folder not in present:
+            names.add(folder)
+            present.add(folder)  # each missing directory once
+            folder = os.path.dirname(folder)
+    grouped: dict[str, list[str]] = {}
+    for name in sorted(names):
+        folder, _, last = name.rpartition("/")
+        if folder not in names:
+            grouped.setdefault(folder, []).append(last)
+    return {folder: " ".join(lasts) for folder, lasts in grouped.items()}
+
+
 def shard(entries: tuple[tuple[str, int], ...], limit: int = ARCHIVE_BYTES) -> list[list[str]]:
     """Consecutive runs of entries of about `limit` bytes each (pure; order kept)."""
     shards: list[list[str]] = [[]]
@@ -236,7 +277,14 @@ def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, objec
     ]
     bigs = [functools.partial(store, *entry) for entry in tree.big]
     done = parallel([*archives, *bigs])
-    return {"format": FORMAT, "archives": done[: len(archives)], "big": done[len(archives) :]}
+    published: dict[str, object] = {
+        "format": FORMAT,
+        "archives": done[: len(archives)],
+        "big": done[len(archives) :],
+    }
+    if tree.rest:
+        published["rest_names"] = rest_names(tree.small, tree.rest)
+    return published
 
 
 def hydrate(
@@ -332,6 +380,14 @@ def _unpack_all(
 
 def has_rest(parts: dict[str, object]) -> bool:
     return any(a.get("rest") for a in _entries(parts)[0])
+
+
+def names_in_rest(parts: dict[str, object]) -> dict[str, str] | None:
+    """rest_names as published; None for an env published before they were (any name may be)."""
+    names = parts.get("rest_names")
+    if not isinstance(names, dict):
+        return None
+    return {k: v for k, v in names.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _unpack(volume_parts: Path, entry: dict[str, object], target: Path) -> None:

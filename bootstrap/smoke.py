@@ -27,6 +27,21 @@ sys.path.remove(target)
 sys.path.insert(0, target)
 real = os.path.realpath(target) + os.sep
 
+found = set()
+if os.environ.get("RUNPOD_SLIM_HOT_PAGES"):
+    # Every file the path finder found for these imports: a module may take another's place in
+    # sys.modules (torch._VF does) and so leave no __file__ there to find afterwards.
+    from importlib.machinery import PathFinder
+    _find_spec = PathFinder.find_spec.__func__
+
+    def _seen(cls, name, path=None, target=None):
+        spec = _find_spec(cls, name, path, target)
+        if spec is not None:
+            found.update(p for p in (spec.origin, spec.cached) if isinstance(p, str))
+        return spec
+
+    PathFinder.find_spec = classmethod(_seen)
+
 def inside(module):
     # A namespace package has no __file__, only __path__.
     places = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", None) or [])
@@ -131,9 +146,11 @@ if hot:
     loaded = set()
     for module in list(sys.modules.values()):
         for path in (getattr(module, "__file__", None), getattr(module, "__cached__", None)):
-            if isinstance(path, str) and os.path.realpath(path).startswith(real):
-                if os.path.exists(path):
-                    loaded.add(os.path.relpath(os.path.realpath(path), real))
+            if isinstance(path, str):
+                found.add(path)
+    for path in found:
+        if os.path.realpath(path).startswith(real) and os.path.exists(path):
+            loaded.add(os.path.relpath(os.path.realpath(path), real))
     with open(hot, "w") as out:
         json.dump({"pages": merged, "modules": sorted(loaded)}, out)
 print("smoke: ok", flush=True)

@@ -131,6 +131,12 @@ def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> 
         "_f = open(os.path.join(os.path.dirname(__file__), 'blob.bin'), 'rb')\n"
         "_m = mmap.mmap(_f.fileno(), 0, prot=mmap.PROT_READ)\n"
         "_m[0]; _m[12 * 1024 * 1024]\n"  # two pages, 12 MiB apart
+        "from mapper import _swapped\n"
+    )
+    # A module that puts another object in its place in sys.modules (as torch._VF does) leaves
+    # no __file__ there; the file was loaded all the same.
+    (site / "mapper" / "_swapped.py").write_text(
+        "import sys, types\nsys.modules[__name__] = types.ModuleType(__name__)\n"
     )
     hot = tmp_path / "hot.json"
     subprocess.run(
@@ -142,6 +148,7 @@ def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> 
     touched = json.loads(hot.read_text())
     spans = touched["pages"]["mapper/blob.bin"]
     assert "mapper/__init__.py" in touched["modules"]  # and its bytecode, where it was written
+    assert "mapper/_swapped.py" in touched["modules"]
     assert all(m.startswith("mapper/") for m in touched["modules"])  # nothing from outside
     page = os.sysconf("SC_PAGE_SIZE")
     # The kernel maps a few neighbours too (fault-around, large folios); the places stay apart.
