@@ -5,11 +5,11 @@ master, so an env of 7,000 to 35,000 small files used in place there starts many
 than from local disk, and installing it file by file into the volume is slower still. What the
 volume does well is stream large files. So a published env is
 
-    envs/<key>/manifest.json          written last; lists every part with its size and sha256
-    envs/<key>/parts/small-NNN.tar.gz the small files (and every directory and symlink), in
-                                      archives of about ARCHIVE_BYTES, so several stream at once
-    envs/<key>/parts/big/<path>       each file of BIG_FILE_BYTES or more, as it is, at its path
-                                      in the env (so `$ORIGIN` RPATHs resolve beside it)
+    envs/<key>/manifest.json           written last; lists every part with its size and sha256
+    envs/<key>/parts/small-NNN.tar.zst the small files (and every directory and symlink), in
+                                       archives of about ARCHIVE_BYTES, so several stream at once
+    envs/<key>/parts/big/<path>        each file of BIG_FILE_BYTES or more, as it is, at its path
+                                       in the env (so `$ORIGIN` RPATHs resolve beside it)
 
 and a worker hydrates it onto container-local disk at start: the archives are streamed, hashed
 and unpacked in parallel; the large files are either linked (the default: a process reads only
@@ -18,14 +18,14 @@ is used before every part has checked out, and the local copy is renamed into pl
 
 GNU tar does the packing and unpacking (it is in every base image this worker runs on, and on
 two cores it is several times faster than the tarfile module); Python streams its bytes to and
-from the volume, compressing or decompressing them (zlib, level 1: the small files are mostly
-Python source and bytecode, about 3x smaller) and hashing them on the way. Uncompressed
-archives were measured too (BENCHMARKS.md): on two busy cores they save the worker about
-2.5 CPU seconds of inflating but cost 1.8 CPU seconds a GB more in the MooseFS client, and the
-warm start's wall time did not change measurably; on RunPod's volume, bandwidth (200-400 MB/s)
-is what a start waits for and the worker has more cores, so the archives stay compressed, and
-workers of every version read each other's envs. Large files are mostly machine code that
-compresses less well, and must stay readable in place when linked: they travel as they are.
+from the volume, compressing or decompressing them and hashing them on the way. The archives
+are zstd (level 3, through the system's libzstd: bootstrap/zstd.py), or gzip (zlib level 1)
+where no libzstd can be loaded; each archive says which. On an audio env's 570 MB of small
+files zstd is about 4x smaller, and it decompresses at a fifth of zlib's CPU: on two cores
+the CPU a start spends is what it waits for (BENCHMARKS.md). Uncompressed archives were
+measured too: they cost the MooseFS client and servers more than they save. Large files are
+mostly machine code that compresses less well, and must stay readable in place when linked:
+they travel as they are.
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
+from . import zstd
 from .errors import CacheError
 
 T = TypeVar("T")
-FORMAT = "packed-2"
-_LEVEL = 1  # zlib: fast enough to keep up with the volume on one core
+FORMAT = "packed-3"  # packed-2 had gzip archives only (plan.KEY_SCHEMA changed with it)
+_LEVEL = 1  # zlib, where there is no libzstd: fast enough to keep up with the volume
 BIG_FILE_BYTES = 1 << 20
 ARCHIVE_BYTES = 64 << 20
 PARTS = "parts"
@@ -245,12 +246,15 @@ def pack(site: Path, env_dir: Path, tree: Tree | None = None) -> dict[str, objec
 
     sizes = dict(tree.small + tree.rest)
 
+    codec = "zstd" if zstd.available() else "gzip"
+
     def archive(index: int, members: list[str]) -> dict[str, object]:
-        name = f"small-{index:03d}.tar.gz"
-        size, digest = _tar_create(site, with_directories(members), parts / name)
+        name = f"small-{index:03d}.tar.{_SUFFIX[codec]}"
+        size, digest = _tar_create(site, with_directories(members), parts / name, codec)
         unpacked = sum(sizes[m] for m in members)
         return {
             "name": name,
+            "codec": codec,
             "size": size,
             "sha256": digest,
             "members": len(members),
@@ -394,7 +398,12 @@ def _unpack(volume_parts: Path, entry: dict[str, object], target: Path) -> None:
     source = volume_parts / str(entry["name"])
     try:
         with source.open("rb") as src:
-            _tar_extract(_inflate(_checked(src, source, entry), source), target, source)
+            chunks = _checked(src, source, entry)
+            if entry.get("codec", "gzip") == "zstd":
+                unpacked = _unzstd(chunks, source)
+            else:
+                unpacked = _inflate(chunks, source)
+            _tar_extract(unpacked, target, source)
     except FileNotFoundError:
         raise DamagedEnvError(f"{source} is missing") from None
 
@@ -515,6 +524,21 @@ def _inflate(chunks: Iterator[bytes], source: Path) -> Iterator[bytes]:
         raise DamagedEnvError(f"{source} is damaged: it ends before its compressed stream does")
 
 
+def _unzstd(chunks: Iterator[bytes], source: Path) -> Iterator[bytes]:
+    if not zstd.available():
+        raise CacheError(
+            f"{source.name} is zstd-compressed and this container has no usable "
+            f"{zstd.LIBRARY} (Ubuntu's libzstd1 package, in every Ubuntu 22.04 image): add it "
+            f"to the image"
+        )
+    try:
+        yield from zstd.decompress(chunks)
+    except zstd.ZstdError as exc:
+        raise DamagedEnvError(
+            f"{source} is damaged: its compressed stream is broken ({exc})"
+        ) from None
+
+
 def _deflate(chunks: Iterator[bytes]) -> Iterator[bytes]:
     deflater = zlib.compressobj(_LEVEL, zlib.DEFLATED, 31)
     for chunk in chunks:
@@ -541,7 +565,10 @@ def _tar() -> str:
     return tar
 
 
-def _tar_create(site: Path, members: list[str], target: Path) -> tuple[int, str]:
+_SUFFIX = {"zstd": "zst", "gzip": "gz"}
+
+
+def _tar_create(site: Path, members: list[str], target: Path, codec: str) -> tuple[int, str]:
     argv = [_tar(), "-c", "-f", "-", "-C", str(site), "--no-recursion", "--null", "-T", "-"]
     names = b"".join(os.fsencode(m) + b"\0" for m in members)
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
@@ -549,7 +576,8 @@ def _tar_create(site: Path, members: list[str], target: Path) -> tuple[int, str]
         # tar writes while it still reads names: feed it from a thread, or both pipes fill.
         feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True)
         feeder.start()
-        result = _stream(_deflate(_chunks(proc.stdout)), target)
+        compress = zstd.compress if codec == "zstd" else _deflate
+        result = _stream(compress(_chunks(proc.stdout)), target)
         feeder.join()
     if proc.returncode != 0:
         raise CacheError(f"tar could not archive {len(members)} files of {site}")

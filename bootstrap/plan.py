@@ -24,7 +24,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the wa
 if TYPE_CHECKING:
     from typing import Any
 
-KEY_SCHEMA = 1
+# 2: packed envs' archives became zstd (packed-3). A new key keeps workers of either version
+# from taking the other's env on a shared volume for a damaged one.
+KEY_SCHEMA = 2
 
 # The oldest driver each CUDA build runs on, and the compute capabilities it has kernels for
 # (oldest, newest major): read from the catalog, which says why.

@@ -27,7 +27,7 @@ set -euo pipefail
 # mounts FUSE directly).
 PACKAGES=(
     ceph-mon ceph-osd radosgw ceph-common espeak-ng
-    moosefs-master moosefs-chunkserver moosefs-client iproute2 util-linux
+    moosefs-master moosefs-chunkserver moosefs-client iproute2 util-linux zstd libzstd1
 )
 
 usage() {

@@ -246,6 +246,24 @@ def test_the_image_ships_the_worker_and_not_its_test_tooling(image: str) -> None
     assert not [path for path in listing if "/tests/" in path or "/bench/" in path]
 
 
+def test_the_image_reads_and_writes_zstd_archives(image: str) -> None:
+    """Packed envs' archives are zstd through the system's libzstd (bootstrap/zstd.py)."""
+    code = (
+        "from bootstrap import zstd; data = b'import torch\\n' * 100000; "
+        "assert zstd.available(); "
+        "assert b''.join(zstd.decompress(zstd.compress(iter([data])))) == data; print('zstd ok')"
+    )
+    argv = ["docker", "run", "--rm", "--network", "none", "--workdir", "/app"]
+    run = subprocess.run(
+        [*argv, "--entrypoint", "python3", image, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "zstd ok", run.stderr[-2000:]
+
+
 def test_the_image_serves_the_sdks_local_api_without_the_harness(
     image: str, volume: Path, containers: list[str]
 ) -> None:

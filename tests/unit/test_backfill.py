@@ -113,7 +113,7 @@ def test_the_rest_names_what_only_it_can_satisfy_and_not_what_lies_inside(tmp_pa
     }
     parts = pack(site, tmp_path / "volume-env", tree)
     assert names_in_rest(parts) == rest_names(tree.small, tree.rest)
-    assert names_in_rest({"format": "packed-2", "archives": [], "big": []}) is None
+    assert names_in_rest({"format": "packed-3", "archives": [], "big": []}) is None
 
 
 def tree_of(site: Path) -> dict[str, bytes]:

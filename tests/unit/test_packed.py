@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap import packed
+from bootstrap.errors import CacheError
 from bootstrap.packed import DamagedEnvError, hydrate, pack, scan, shard
 
 BIG = packed.BIG_FILE_BYTES
@@ -56,8 +57,17 @@ def test_shard_keeps_order_and_bounds_each_archive() -> None:
     assert shard(()) == [[]]
 
 
+def without_libzstd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packed.zstd, "available", lambda: False)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
 @pytest.mark.parametrize("copy_big", [False, True], ids=["link", "copy"])
-def test_pack_then_hydrate_gives_the_same_tree(tmp_path: Path, copy_big: bool) -> None:
+def test_pack_then_hydrate_gives_the_same_tree(
+    tmp_path: Path, copy_big: bool, codec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if codec == "gzip":  # as published where no libzstd could be loaded
+        without_libzstd(monkeypatch)
     site = make_site(tmp_path)
     found = scan(site)
     assert sorted(rel for rel, _s, _x in found.big) == [
@@ -66,8 +76,11 @@ def test_pack_then_hydrate_gives_the_same_tree(tmp_path: Path, copy_big: bool) -
     ]
     parts = pack(site, tmp_path / "volume-env")
     assert len(parts["archives"]) == 1  # type: ignore[arg-type]
-    assert parts["archives"][0]["name"] == "small-000.tar.gz"  # type: ignore[index]
+    suffix = {"zstd": "zst", "gzip": "gz"}[codec]
+    assert parts["archives"][0]["name"] == f"small-000.tar.{suffix}"  # type: ignore[index]
+    assert parts["archives"][0]["codec"] == codec  # type: ignore[index]
     out = tmp_path / "local" / "site"
+    monkeypatch.undo()  # a worker with libzstd reads either
     hydrate(tmp_path / "volume-env", parts, out, copy_big=copy_big)
     assert tree(out) == tree(site)
     big = out / "pkg" / "_native.so"
@@ -78,17 +91,38 @@ def test_pack_then_hydrate_gives_the_same_tree(tmp_path: Path, copy_big: bool) -
     json.dumps(parts)  # the manifest holds it as JSON
 
 
-def test_a_tampered_archive_is_refused_and_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", [7, 700, -3])
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_a_tampered_archive_is_refused_and_named(
+    tmp_path: Path, codec: str, where: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if codec == "gzip":
+        without_libzstd(monkeypatch)
     site = make_site(tmp_path)
     env = tmp_path / "volume-env"
     parts = pack(site, env)
-    archive = env / "parts" / "small-000.tar.gz"
+    [archive] = (env / "parts").glob("small-000.tar.*")
     data = bytearray(archive.read_bytes())
-    data[700] ^= 0xFF
+    data[where] ^= 0xFF
     archive.write_bytes(bytes(data))
-    # Whichever notices first (zlib, tar, or the sha256 at the end), the archive is named.
-    with pytest.raises(DamagedEnvError, match=r"small-000\.tar\.gz is damaged"):
+    # Whichever notices first (the codec, tar, or the sha256 at the end), the archive is named.
+    with pytest.raises(DamagedEnvError, match=rf"{archive.name.replace('.', '[.]')} is damaged"):
         hydrate(env, parts, tmp_path / "local" / "site", copy_big=False)
+
+
+def test_a_zstd_archive_where_libzstd_is_missing_is_one_sentence_not_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path)
+    parts = pack(site, tmp_path / "volume-env")
+    without_libzstd(monkeypatch)
+    with pytest.raises(CacheError) as raised:
+        hydrate(tmp_path / "volume-env", parts, tmp_path / "local" / "site", copy_big=False)
+    assert not isinstance(raised.value, DamagedEnvError)  # the env is fine: never set aside
+    assert str(raised.value) == (
+        "small-000.tar.zst is zstd-compressed and this container has no usable libzstd.so.1 "
+        "(Ubuntu's libzstd1 package, in every Ubuntu 22.04 image): add it to the image"
+    )
 
 
 def test_a_missing_or_resized_big_file_is_refused(tmp_path: Path) -> None:
@@ -107,8 +141,8 @@ def test_a_missing_or_resized_big_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_manifest_of_another_form_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(DamagedEnvError, match="does not describe a packed-2 env"):
-        hydrate(tmp_path, {"format": "packed-1"}, tmp_path / "site", copy_big=False)
+    with pytest.raises(DamagedEnvError, match="does not describe a packed-3 env"):
+        hydrate(tmp_path, {"format": "packed-2"}, tmp_path / "site", copy_big=False)
 
 
 def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> None:
@@ -223,14 +257,14 @@ def test_an_archive_that_lost_a_directory_race_is_unpacked_again_alone(
 
     def losing_once(volume_parts: Path, entry: dict[str, object], target: Path) -> None:
         calls.append(entry["name"])
-        if entry["name"] == "small-003.tar.gz" and calls.count(entry["name"]) == 1:
+        if entry["name"] == "small-003.tar.zst" and calls.count(entry["name"]) == 1:
             raise packed._LostDirectoryRace(entry["name"])
         unpack(volume_parts, entry, target)
 
     monkeypatch.setattr(packed, "_unpack", losing_once)
     hydrate(env, parts, tmp_path / "out" / "site", copy_big=False)
     assert tree(tmp_path / "out" / "site") == tree(site)
-    assert calls[-1] == "small-003.tar.gz" and len(calls) == 41  # again, after all the others
+    assert calls[-1] == "small-003.tar.zst" and len(calls) == 41  # again, after all the others
 
 
 def test_tar_failing_to_make_a_directory_is_told_apart_and_never_loops(tmp_path: Path) -> None:
