@@ -414,10 +414,11 @@ def _read_ahead(big_dir: Path, hot: dict[str, list[list[int]]]) -> list[Callable
     def read(rel: str, spans: list[list[int]]) -> None:
         with contextlib.suppress(OSError):  # only a head start: what is read is checked later
             fd = os.open(big_dir / rel, os.O_RDONLY)
+            buffer = memoryview(bytearray(_CHUNK))  # one per file, reused: no fresh pages
             try:
                 for start, length in spans:
                     for at in range(start, start + length, _CHUNK):
-                        if not os.pread(fd, min(_CHUNK, start + length - at), at):
+                        if not os.preadv(fd, [buffer[: min(_CHUNK, start + length - at)]], at):
                             break
             finally:
                 os.close(fd)

@@ -47,9 +47,12 @@ def test_bytes_come_back_intact_in_order_and_the_half_close_travels(
     proxied: socket.socket,
 ) -> None:
     data = os.urandom(24 << 20)  # several times the pipe
-    sender = threading.Thread(
-        target=lambda: (proxied.sendall(data), proxied.shutdown(socket.SHUT_WR))
-    )
+
+    def send() -> None:
+        proxied.sendall(data)
+        proxied.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send)
     sender.start()
     got = bytearray()
     while chunk := proxied.recv(1 << 20):  # ends at the echo server's close: EOF came through

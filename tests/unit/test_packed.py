@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import packed
+from bootstrap import packed, zstd
 from bootstrap.errors import CacheError
 from bootstrap.packed import DamagedEnvError, hydrate, pack, scan, shard
 
@@ -58,7 +58,7 @@ def test_shard_keeps_order_and_bounds_each_archive() -> None:
 
 
 def without_libzstd(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packed.zstd, "available", lambda: False)
+    monkeypatch.setattr(zstd, "available", lambda: False)
 
 
 @pytest.mark.parametrize("codec", ["zstd", "gzip"])
@@ -200,9 +200,49 @@ def test_hydrate_reads_hot_ranges_ahead_and_ignores_bad_ones(tmp_path: Path) -> 
         "../../outside": [[0, 10]],  # never read: not a path inside the env
         "gone.so": [[0, 10]],  # missing: a head start only, nothing fails
     }
+    native = env / "parts" / "big" / "pkg" / "_native.so"
+    evict(native)
+    assert not resident(native, BIG, 4096)
     out = tmp_path / "local" / "site"
     hydrate(env, parts, out, copy_big=False, hot=hot)
     assert tree(out) == tree(site)
+    assert resident(native, 0, 8192) and resident(native, BIG, 4096)
+
+
+def evict(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def resident(path: Path, offset: int, length: int) -> bool:
+    """Whether every page of the range is in the page cache (mincore(2) on a mapping of it)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    int_ = ctypes.c_int
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, int_, int_, int_, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    start = offset // mmap.PAGESIZE * mmap.PAGESIZE
+    size = offset + length - start
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
+        assert address not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        pages = ctypes.create_string_buffer((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE)
+        try:
+            assert libc.mincore(address, size, pages) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return all(byte & 1 for byte in pages.raw)
 
 
 def test_links_hold_when_the_cache_path_is_relative(
