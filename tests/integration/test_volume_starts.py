@@ -225,12 +225,12 @@ def test_a_truncated_manifest_is_set_aside_and_rebuilt_once(volume: Volume) -> N
 def test_a_damaged_archive_is_caught_at_hydration_and_rebuilt(volume: Volume) -> None:
     volume.install(0, "node0")
     [env] = volume.env_dirs()
-    archive = env / "parts" / "small-000.tar.gz"
+    archive = env / "parts" / "small-000.tar.zst"
     with archive.open("r+b") as out:
         out.seek(archive.stat().st_size // 2)
         out.write(b"\0" * 64)
     result, log = volume.install(1, "node1")
-    assert "small-000.tar.gz is damaged" in log
+    assert "small-000.tar.zst is damaged" in log
     assert "setting it aside" in log and result["cold"] is True
     assert imports_from(str(result["site"])).startswith(str(volume.tmp / "node1"))
 
