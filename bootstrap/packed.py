@@ -20,9 +20,9 @@ GNU tar does the packing and unpacking (it is in every base image this worker ru
 two cores it is several times faster than the tarfile module); Python streams its bytes to and
 from the volume, compressing or decompressing them and hashing them on the way. The archives
 are zstd (level 3, through the system's libzstd: bootstrap/zstd.py), or gzip (zlib level 1)
-where no libzstd can be loaded; each archive says which. On an audio env's 570 MB of small
-files zstd is about 4x smaller, and it decompresses at a fifth of zlib's CPU: on two cores
-the CPU a start spends is what it waits for (BENCHMARKS.md). Uncompressed archives were
+where no libzstd can be loaded; each archive says which. An audio env's 554 MB of small files
+pack into 131 MB with zstd (165 MB with zlib), which decompress at a fifth of zlib's CPU: on
+two cores, the CPU a start spends is what it waits for (BENCHMARKS.md). Uncompressed archives were
 measured too: they cost the MooseFS client and servers more than they save. Large files are
 mostly machine code that compresses less well, and must stay readable in place when linked:
 they travel as they are.

@@ -3,8 +3,8 @@
 The standard library has no zstd before Python 3.14, and the worker installs nothing before its
 env, so this calls libzstd.so.1 directly (ctypes: each call releases the GIL, so archives
 decompress in parallel). Ubuntu 22.04 has it in every image, as dpkg itself links it. Against
-zlib at level 1 it reads an audio env's small files at a fifth of the CPU (0.33 against 1.57
-CPU seconds for 407 MB, here) from archives a fifth smaller.
+zlib at level 1, the audio env's rest (407 MB of source and headers) decompresses in 0.29 CPU
+seconds instead of 1.57, here, from 80 MB of archives instead of 102.
 
 Only the streaming API is used (ZSTD_compressStream2, libzstd 1.4.0 or newer, and
 ZSTD_decompressStream), one frame per stream.
