@@ -15,7 +15,8 @@ Per handler:
   a new worker node sees it: a fresh mount, the page cache dropped, an empty container disk;
   for the cache on local disk, the env in place on MooseFS, and the packed env, at each added
   round-trip latency; with when the imports were done, and the CPU seconds of the worker and
-  of the volume's processes (which share this machine's two cores).
+  of the volume's processes (which share this machine's two cores). The runs go round by
+  round (each kind once per round), so that a drift in the machine's speed weighs on all.
 
 The volume is tests/support/moosefs.py's cluster (master and chunkserver in network
 namespaces, a delaying proxy for the latency), mounted twice: node 0 installs, node 1 starts
@@ -151,22 +152,33 @@ def bench_handler(
         cold["packed_over_local"] = ratio(cold["moosefs_packed_s"], cold["local_disk_s"])
         out["cold"] = cold
 
-        warm: dict[str, object] = {}
-        local_s = warm_runs(None, None, local_env, handler, runs)
-        warm["local_disk"] = local_s
+        # Round by round, each kind once per round: the machine's speed drifts (other tenants
+        # of its host), and a drift then weighs on every kind alike, not on one.
+        seen: dict[str, dict[str, list[float]]] = {}
+        for _round in range(runs):
+            warm_run(seen.setdefault("local_disk", {}), None, None, local_env, handler)
+            for latency in latencies:
+                fs.set_latency(latency)
+                warm_run(
+                    seen.setdefault(f"{latency:g}ms in place", {}),
+                    fs,
+                    1,
+                    node(node1 / "in-place", "in-place", "local-d"),
+                    handler,
+                )
+                warm_run(
+                    seen.setdefault(f"{latency:g}ms packed", {}),
+                    fs,
+                    1,
+                    node(node1 / "packed", "packed", "local-e"),
+                    handler,
+                    fresh_local=tmp / "local-e",
+                )
+        local_s = summary(seen["local_disk"])
+        warm: dict[str, object] = {"local_disk": local_s}
         for latency in latencies:
-            fs.set_latency(latency)
-            in_place = warm_runs(
-                fs, 1, node(node1 / "in-place", "in-place", "local-d"), handler, runs
-            )
-            packed = warm_runs(
-                fs,
-                1,
-                node(node1 / "packed", "packed", "local-e"),
-                handler,
-                runs,
-                fresh_local=tmp / "local-e",
-            )
+            in_place = summary(seen[f"{latency:g}ms in place"])
+            packed = summary(seen[f"{latency:g}ms packed"])
             warm[f"latency_{latency:g}ms"] = {
                 "in_place": in_place,
                 "packed": packed,
@@ -186,55 +198,58 @@ def install(env: dict[str, str]) -> tuple[float, float]:
     return float(ready[1]), took
 
 
-def warm_runs(
+def warm_run(
+    seen: dict[str, list[float]],
     fs: MooseFS | None,
     node: int | None,
     env: dict[str, str],
     handler: str,
-    runs: int,
     fresh_local: Path | None = None,
-) -> dict[str, object]:
-    """Process start to ready (imports done, env whole), each run as a new node: a fresh
-    mount, a cold page cache, an empty container disk. With the CPU seconds each side used:
-    the worker (with its children) and the volume's own processes, which share the two cores
-    here but run on other machines on RunPod (but for the client, mfsmount, on the host)."""
-    seen: dict[str, list[float]] = {}
-    for _ in range(runs):
-        if fresh_local is not None:
-            shutil.rmtree(fresh_local, ignore_errors=True)  # a new container's empty disk
-        if fs is not None and node is not None:
-            fs.remount(node)
-            seen.setdefault("rtt_ms", []).append(fs.lookup_rtt_us(node) / 1000)
-        if not drop_page_cache():
-            raise SystemExit("cannot drop the page cache (needs root): the figures would lie")
-        servers = dict(fs.pids) if fs is not None else {}
-        before = {name: cpu_seconds(pid) for name, pid in servers.items()}
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        began = time.perf_counter()
-        _took, run = run_timed([sys.executable, "-c", WARM, *IMPORTS[handler]], env)
-        # perf_counter is the system's monotonic clock: the same in both processes.
-        for mark in ("imports-done", "ready"):
-            at = re.search(rf"^{mark} ([0-9.]+)$", run.stdout, re.MULTILINE)
-            if at is None:
-                raise SystemExit(f"the warm run printed no {mark} line:\n{run.stdout[-2000:]}")
-            seen.setdefault(mark, []).append(float(at[1]) - began)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        seen.setdefault("worker_cpu_s", []).append(
-            after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-        )
-        if servers:
-            used = {name: cpu_seconds(pid) - before[name] for name, pid in servers.items()}
-            client = sum(v for name, v in used.items() if name.startswith("mount"))
-            seen.setdefault("volume_client_cpu_s", []).append(client)
-            seen.setdefault("volume_servers_cpu_s", []).append(sum(used.values()) - client)
-        for name, pattern in (
-            ("hydrate_s", r"hydrate: .*\(([0-9.]+) (ms|s)\)$"),
-            ("rest_s", r"hydrate: the rest, .*\(([0-9.]+) (s)\)$"),
-        ):
-            found = re.search(pattern, run.stderr, re.MULTILINE)
-            if found:
-                took = float(found[1]) / (1000 if found[2] == "ms" else 1)
-                seen.setdefault(name, []).append(took)
+) -> None:
+    """One run from process start to ready (imports done, env whole), as a new node: a fresh
+    mount, a cold page cache, an empty container disk; its figures appended to `seen`. With
+    the CPU seconds each side used: the worker (with its children) and the volume's own
+    processes, which share the two cores here but run on other machines on RunPod (but for
+    the client, mfsmount, on the host)."""
+    if fresh_local is not None:
+        shutil.rmtree(fresh_local, ignore_errors=True)  # a new container's empty disk
+    if fs is not None and node is not None:
+        fs.remount(node)
+        seen.setdefault("rtt_ms", []).append(fs.lookup_rtt_us(node) / 1000)
+    if not drop_page_cache():
+        raise SystemExit("cannot drop the page cache (needs root): the figures would lie")
+    servers = dict(fs.pids) if fs is not None else {}
+    before = {name: cpu_seconds(pid) for name, pid in servers.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    _took, run = run_timed([sys.executable, "-c", WARM, *IMPORTS[handler]], env)
+    # perf_counter is the system's monotonic clock: the same in both processes.
+    for mark in ("imports-done", "ready"):
+        at = re.search(rf"^{mark} ([0-9.]+)$", run.stdout, re.MULTILINE)
+        if at is None:
+            raise SystemExit(f"the warm run printed no {mark} line:\n{run.stdout[-2000:]}")
+        seen.setdefault(mark, []).append(float(at[1]) - began)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seen.setdefault("worker_cpu_s", []).append(
+        after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    )
+    if servers:
+        used = {name: cpu_seconds(pid) - before[name] for name, pid in servers.items()}
+        client = sum(v for name, v in used.items() if name.startswith("mount"))
+        seen.setdefault("volume_client_cpu_s", []).append(client)
+        seen.setdefault("volume_servers_cpu_s", []).append(sum(used.values()) - client)
+    for name, pattern in (
+        ("hydrate_s", r"hydrate: .*\(([0-9.]+) (ms|s)\)$"),
+        ("rest_s", r"hydrate: the rest, .*\(([0-9.]+) (s)\)$"),
+    ):
+        found = re.search(pattern, run.stderr, re.MULTILINE)
+        if found:
+            took = float(found[1]) / (1000 if found[2] == "ms" else 1)
+            seen.setdefault(name, []).append(took)
+
+
+def summary(seen: dict[str, list[float]]) -> dict[str, object]:
+    """Median to ready, every run's, and the median of each other figure."""
     result: dict[str, object] = {
         "median_s": round(statistics.median(seen["ready"]), 2),
         "runs_s": [round(t, 2) for t in seen["ready"]],
