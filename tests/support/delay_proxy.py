@@ -10,11 +10,10 @@ the writer splices them on to the other socket once ``one_way_ms`` has passed
 since then.  The bytes stay in the kernel (``splice(2)``).  That did not make
 the proxy cheaper, measured: about 1 CPU second per audio start at 1 ms, as
 when it copied them through Python; strace puts it in futex calls: its threads
-waking per chunk (four per connection, and the MooseFS client opens many). The
-fixture's CPU is
-reported beside every figure it serves (bench/bench_volume.py).  Order is kept,
-throughput is not limited (but for ``_PIPE_BYTES`` in flight per direction),
-and half-closes travel through.
+waking per chunk (four per connection, and the MooseFS client opens many).
+The fixture's CPU is reported beside every figure it serves
+(bench/bench_volume.py).  Order is kept, throughput is not limited (but for
+``_PIPE_BYTES`` in flight per direction), and half-closes travel through.
 
 It runs as its own process (``python3 delay_proxy.py ...``), so the test
 process's work does not hold up its threads.  The process is started inside
