@@ -40,7 +40,7 @@ import subprocess
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
@@ -147,16 +147,11 @@ def split_rest(
             later.append((rel, size))
         else:
             first.append((rel, size))
-    present = {"."}
-    for rel, _size in first:
-        parent = os.path.dirname(rel)
-        while parent not in present and parent:
-            present.add(parent)
-            parent = os.path.dirname(parent)
+    present = _directories(first)
     inits = {
         (rel, size)
         for rel, size in later
-        if os.path.basename(rel) == "__init__.py" and (os.path.dirname(rel) or ".") in present
+        if os.path.basename(rel) == "__init__.py" and os.path.dirname(rel) in present
     }
     first += sorted(inits)
     return tuple(first), tuple(entry for entry in later if entry not in inits)
@@ -172,12 +167,7 @@ def rest_names(
     inside such a package or directory, as importing it waits for the rest first. A worker
     whose import misses a name not listed is not held back until the rest is in (RestFinder).
     """
-    present = {""}
-    for rel, _size in first:
-        parent = os.path.dirname(rel)
-        while parent not in present:
-            present.add(parent)
-            parent = os.path.dirname(parent)
+    present = _directories(first)
     names: set[str] = set()
     for rel, _size in rest:
         folder, base = os.path.split(rel)
@@ -201,6 +191,17 @@ def rest_names(
         if folder not in names:
             grouped.setdefault(folder, []).append(last)
     return {folder: " ".join(lasts) for folder, lasts in grouped.items()}
+
+
+def _directories(entries: Iterable[tuple[str, int]]) -> set[str]:
+    """Every directory the entries lie in, up to the site itself ("")."""
+    present = {""}
+    for rel, _size in entries:
+        parent = os.path.dirname(rel)
+        while parent not in present:
+            present.add(parent)
+            parent = os.path.dirname(parent)
+    return present
 
 
 def shard(entries: tuple[tuple[str, int], ...], limit: int = ARCHIVE_BYTES) -> list[list[str]]:
