@@ -22,10 +22,10 @@ from the volume, compressing or decompressing them and hashing them on the way. 
 are zstd (level 3, through the system's libzstd: bootstrap/zstd.py), or gzip (zlib level 1)
 where no libzstd can be loaded; each archive says which. An audio env's 554 MB of small files
 pack into 131 MB with zstd (165 MB with zlib), which decompress at a fifth of zlib's CPU: on
-two cores, the CPU a start spends is what it waits for (BENCHMARKS.md). Uncompressed archives were
-measured too: they cost the MooseFS client and servers more than they save. Large files are
-mostly machine code that compresses less well, and must stay readable in place when linked:
-they travel as they are.
+two cores, the CPU a start spends is what it waits for (BENCHMARKS.md). Uncompressed
+archives were measured too: they cost the MooseFS client and servers more than they save.
+Large files are mostly machine code that compresses less well, and must stay readable in
+place when linked: they travel as they are.
 """
 
 from __future__ import annotations
