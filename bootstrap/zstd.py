@@ -69,6 +69,21 @@ def available() -> bool:
     return _lib() is not None
 
 
+def _loaded() -> ctypes.CDLL:
+    lib = _lib()
+    if lib is None:
+        raise ZstdError(f"{LIBRARY} cannot be loaded")
+    return lib
+
+
+def _input(chunk: bytes) -> _Buffer:
+    return _Buffer(ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p), len(chunk), 0)
+
+
+def _output(out: ctypes.Array[ctypes.c_char]) -> _Buffer:
+    return _Buffer(ctypes.cast(out, ctypes.c_void_p), _OUT, 0)
+
+
 def _check(lib: ctypes.CDLL, code: int) -> int:
     if lib.ZSTD_isError(code):
         raise ZstdError(lib.ZSTD_getErrorName(code).decode(errors="replace"))
@@ -77,23 +92,21 @@ def _check(lib: ctypes.CDLL, code: int) -> int:
 
 def compress(chunks: Iterator[bytes], level: int = LEVEL) -> Iterator[bytes]:
     """The chunks as one zstd frame, in pieces of up to 128 KB."""
-    lib = _lib()
-    if lib is None:
-        raise ZstdError(f"{LIBRARY} cannot be loaded")
+    lib = _loaded()
     ctx = lib.ZSTD_createCCtx()
     out = ctypes.create_string_buffer(_OUT)
     try:
         _check(lib, lib.ZSTD_CCtx_setParameter(ctx, _LEVEL_PARAMETER, level))
         for chunk in chunks:
-            source = _Buffer(ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p), len(chunk), 0)
+            source = _input(chunk)
             while source.pos < source.size:
-                target = _Buffer(ctypes.cast(out, ctypes.c_void_p), _OUT, 0)
+                target = _output(out)
                 _check(lib, lib.ZSTD_compressStream2(ctx, target, source, _CONTINUE))
                 if target.pos:
                     yield ctypes.string_at(out, target.pos)
         empty = _Buffer(None, 0, 0)
         while True:
-            target = _Buffer(ctypes.cast(out, ctypes.c_void_p), _OUT, 0)
+            target = _output(out)
             left = _check(lib, lib.ZSTD_compressStream2(ctx, target, empty, _END))
             if target.pos:
                 yield ctypes.string_at(out, target.pos)
@@ -106,9 +119,7 @@ def compress(chunks: Iterator[bytes], level: int = LEVEL) -> Iterator[bytes]:
 def decompress(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The bytes of the one zstd frame in `chunks`; ZstdError if it is broken, cut short, or
     followed by anything."""
-    lib = _lib()
-    if lib is None:
-        raise ZstdError(f"{LIBRARY} cannot be loaded")
+    lib = _loaded()
     ctx = lib.ZSTD_createDCtx()
     out = ctypes.create_string_buffer(_OUT)
     ended = False
@@ -116,12 +127,12 @@ def decompress(chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             if ended and chunk:
                 raise ZstdError("data after the end of the frame")
-            source = _Buffer(ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p), len(chunk), 0)
+            source = _input(chunk)
             full = True
             # Until the input is used up and the output buffer had room to spare: libzstd may
             # hold decoded bytes back while the buffer is full.
             while not ended and (source.pos < source.size or full):
-                target = _Buffer(ctypes.cast(out, ctypes.c_void_p), _OUT, 0)
+                target = _output(out)
                 hint = _check(lib, lib.ZSTD_decompressStream(ctx, target, source))
                 full = target.pos == _OUT
                 if target.pos:
