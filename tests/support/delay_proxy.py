@@ -2,24 +2,24 @@
 
 The kernel on the test machines has no ``netem`` qdisc, so the MooseFS fixture
 (:mod:`tests.support.moosefs`) adds network latency with this userspace proxy
-instead.  Each accepted connection gets an upstream connection and, per
-direction, a reader thread and a writer thread joined by a pipe and a queue:
-the reader splices what the socket has into the pipe (never blocking in the
-splice: see ``_Link._read``) and queues how many bytes and when they arrived;
-the writer splices them on to the other socket once ``one_way_ms`` has passed
-since then.  The bytes stay in the kernel (``splice(2)``).  That did not make
-the proxy cheaper, measured: about 1 CPU second per audio start at 1 ms, as
-when it copied them through Python; strace puts it in futex calls: its threads
-waking per chunk (four per connection, and the MooseFS client opens many).
-The fixture's CPU is reported beside every figure it serves
-(bench/bench_volume.py).  Order is kept, throughput is not limited (but for
-``_PIPE_BYTES`` in flight per direction), and half-closes travel through.
+instead.  One thread runs one ``epoll`` loop for every connection: what a
+socket has is spliced into a pipe per direction (``splice(2)``: the bytes stay
+in the kernel) and queued with the time it is due, one delay after it
+arrived; a ``timerfd`` wakes the loop at the next due time, and the bytes are
+spliced on to the other socket.  An earlier version ran two threads per
+direction and cost about 1 CPU second per audio start at 1 ms, nearly all of
+it in futex calls (threads waking each other per chunk); the machine's two
+cores are shared with the volume's servers and the worker being measured, so
+what the proxy spends is taken from them.  The fixture's CPU is reported
+beside every figure it serves (bench/bench_volume.py).  Order is kept,
+throughput is not limited (but for the pipe's size in flight per direction),
+and half-closes travel through.
 
 It runs as its own process (``python3 delay_proxy.py ...``), so the test
-process's work does not hold up its threads.  The process is started inside
+process's work does not hold up its loop.  The process is started inside
 the *upstream* network namespace (where the servers are); its listening
 sockets are created in another one (``--listen-netns``, where the clients
-are), by switching the main thread's namespace for just that moment: a socket
+are), by switching the thread's namespace for just that moment: a socket
 stays in the namespace it was created in.  So the clients connect to the
 servers' own address and find the proxy there.
 
@@ -30,27 +30,32 @@ file can be run by path by any Python 3.10+ on Linux.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import ctypes
 import fcntl
 import os
-import queue
 import select
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Forward", "main", "parse_forward", "serve"]
+__all__ = ["Delay", "Forward", "Relay", "main", "parse_forward", "serve"]
 
 _CLONE_NEWNET = 0x40000000
 _PR_SET_TIMERSLACK = 29
-_PIPE_BYTES = 4 << 20  # in flight per direction: 1 ms at 32 Gbit/s
+# In flight per direction: 1 ms at 32 Gbit/s. Without CAP_SYS_RESOURCE a pipe may not grow
+# beyond /proc/sys/fs/pipe-max-size (1 MiB by default, 1 ms at 8 Gbit/s); a default pipe
+# (64 KiB, 16 buffers) would hold throughput down and split it into many small splices.
+_PIPE_BYTES = 4 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _ACCEPT_BACKLOG = 128
+_CLOCK_MONOTONIC = 1
+_TFD_TIMER_ABSTIME = 1
+_SPLICE_FLAGS = os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE
 
 
 class Delay:
@@ -123,100 +128,278 @@ def _listeners(forwards: Sequence[Forward], listen_netns: str | None) -> list[so
             os.close(home)
 
 
+class _Timer:
+    """A ``timerfd`` on the monotonic clock (``time.monotonic``), set to absolute times.
+
+    ``epoll``'s own timeout counts whole milliseconds, too coarse for sub-ms delays.
+    """
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.timerfd_create(_CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"timerfd_create: {os.strerror(errno)}")
+        self.due = 0.0  # 0: not set
+
+    def set(self, due: float) -> None:
+        if due == self.due:
+            return
+        seconds = int(due)
+        value = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, int((due - seconds) * 1e9)))
+        if self._libc.timerfd_settime(self.fd, _TFD_TIMER_ABSTIME, ctypes.byref(value), None):
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"timerfd_settime: {os.strerror(errno)}")
+        self.due = due
+
+    def fired(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 8)
+        self.due = 0.0
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class _Flow:
+    """One direction of a connection: what ``src`` sent, in a pipe, until it is due at ``dst``."""
+
+    def __init__(self, link: _Link, src: socket.socket, dst: socket.socket) -> None:
+        self.link = link
+        self.src = src
+        self.dst = dst
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _grow(self.pipe_w)
+        self.queue: collections.deque[list[float]] = collections.deque()  # [due, bytes]
+        self.reading = True  # False while the pipe is full, and after the end
+        self.blocked = False  # dst's buffer is full: wait until it is writable
+        self.done = False
+
+    def read(self, delay: float) -> None:
+        """Move what ``src`` has into the pipe (one splice: epoll said it has something)."""
+        try:
+            moved = os.splice(self.src.fileno(), self.pipe_w, _PIPE_BYTES, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            # src had bytes, so the pipe is full: read again once a chunk has gone on. (Not on
+            # a spurious wake-up with nothing queued: nothing would turn reading on again.)
+            self.reading = not self.queue
+            return
+        self.queue.append([time.monotonic() + delay, moved])
+        if not moved:  # the end of what src sends
+            self.reading = False
+
+    def write(self, now: float) -> None:
+        """Send on what is due by ``now``, as far as ``dst`` takes it."""
+        while self.queue and self.queue[0][0] <= now:
+            head = self.queue[0]
+            if not head[1]:
+                self.dst.shutdown(socket.SHUT_WR)
+                self.queue.popleft()
+                self.done = True
+                return
+            try:
+                head[1] -= os.splice(
+                    self.pipe_r, self.dst.fileno(), int(head[1]), flags=_SPLICE_FLAGS
+                )
+            except BlockingIOError:
+                self.blocked = True
+                return
+            if head[1]:
+                self.blocked = True
+                return
+            self.queue.popleft()
+            if not self.reading and not self.done and (not self.queue or self.queue[-1][1]):
+                self.reading = True  # the pipe has room again (an ended src is never read)
+
+    def close(self) -> None:
+        for fd in (self.pipe_r, self.pipe_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _grow(pipe: int) -> None:
+    """Make the pipe as large as allowed, up to _PIPE_BYTES."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as limit:
+            allowed = int(limit.read())
+    except (OSError, ValueError):
+        allowed = 1 << 20
+    for size in dict.fromkeys((_PIPE_BYTES, min(_PIPE_BYTES, allowed))):
+        with contextlib.suppress(OSError):  # a smaller pipe only limits what is in flight
+            fcntl.fcntl(pipe, _F_SETPIPE_SZ, size)
+            return
+
+
 class _Link:
-    """One proxied connection: two sockets, and per direction a pipe and two threads."""
+    """One proxied connection: the client's socket, the upstream one, and a flow each way."""
 
-    def __init__(self, client: socket.socket, upstream: socket.socket, delay: Delay) -> None:
-        self._client = client
-        self._upstream = upstream
-        self._delay = delay
-        self._lock = threading.Lock()
-        self._open_directions = 2
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.sockets = (client, upstream)
+        self.flows = (_Flow(self, client, upstream), _Flow(self, upstream, client))
+        self.closed = False
 
-    def start(self) -> None:
-        for src, dst in ((self._client, self._upstream), (self._upstream, self._client)):
-            pipe = os.pipe()
-            with contextlib.suppress(OSError):  # a smaller pipe only limits what is in flight
-                fcntl.fcntl(pipe[1], _F_SETPIPE_SZ, _PIPE_BYTES)
-            arrivals: queue.SimpleQueue[tuple[float, int]] = queue.SimpleQueue()
-            threading.Thread(target=self._read, args=(src, pipe[1], arrivals), daemon=True).start()
-            threading.Thread(target=self._write, args=(pipe[0], dst, arrivals), daemon=True).start()
+    def mask(self, sock: socket.socket) -> int:
+        """What to wait for on ``sock``: bytes to read from it, room to write to it."""
+        outgoing, incoming = self.flows if sock is self.sockets[0] else self.flows[::-1]
+        mask = select.EPOLLIN if outgoing.reading else 0
+        return mask | (select.EPOLLOUT if incoming.blocked else 0)
 
-    def _read(
-        self, src: socket.socket, pipe: int, arrivals: queue.SimpleQueue[tuple[float, int]]
-    ) -> None:
-        # Linux holds the pipe's lock for as long as a splice into it waits for the socket, so
-        # a blocking one would keep the writer from draining the pipe: wait with poll, then
-        # splice what is there without blocking.
-        readable, room = select.poll(), select.poll()
-        readable.register(src, select.POLLIN)
-        room.register(pipe, select.POLLOUT)
-        try:
-            while True:
-                readable.poll()
-                try:
-                    moved = os.splice(src.fileno(), pipe, _PIPE_BYTES, flags=os.SPLICE_F_NONBLOCK)
-                except BlockingIOError:  # the pipe is full (or the wake-up was spurious)
-                    room.poll()
-                    continue
-                arrivals.put((time.monotonic() + self._delay.seconds, moved))
-                if not moved:
-                    break
-        except OSError:
-            arrivals.put((0.0, -1))
-            self._abort()
-        os.close(pipe)
 
-    def _write(
-        self, pipe: int, dst: socket.socket, arrivals: queue.SimpleQueue[tuple[float, int]]
-    ) -> None:
-        try:
-            while True:
-                due, size = arrivals.get()
-                if size < 0:
-                    break
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                if not size:
-                    dst.shutdown(socket.SHUT_WR)
-                    break
-                while size:
-                    size -= os.splice(pipe, dst.fileno(), size)
-        except OSError:
-            self._abort()
-        os.close(pipe)
-        with self._lock:
-            self._open_directions -= 1
-            done = self._open_directions == 0
-        if done:
-            self._close()
+class Relay:
+    """The proxy's loop: every listener and connection, on the thread that calls run()."""
 
-    def _abort(self) -> None:
-        """A reset on either side: wake every thread of this link and end it."""
-        for sock in (self._client, self._upstream):
+    def __init__(self, delay: Delay) -> None:
+        self.delay = delay
+        self._epoll = select.epoll()
+        self._timer = _Timer()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._listeners: dict[int, tuple[socket.socket, tuple[str, int]]] = {}
+        self._sockets: dict[int, tuple[_Link, socket.socket]] = {}
+        self._masks: dict[int, int] = {}
+        self._waiting: set[_Flow] = set()  # flows with bytes queued
+        self._closed: list[_Link] = []  # their descriptors are closed after each batch of events
+        self._stopped = False
+        self._epoll.register(self._timer.fd, select.EPOLLIN)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+
+    def listen(self, listener: socket.socket, target: tuple[str, int]) -> None:
+        """Relay each connection ``listener`` accepts to ``target``."""
+        listener.setblocking(False)
+        self._listeners[listener.fileno()] = (listener, target)
+        self._epoll.register(listener, select.EPOLLIN)
+
+    def stop(self) -> None:
+        """End run() (from any thread); open connections are closed."""
+        self._stopped = True
+        if self._wake_w >= 0:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                os.write(self._wake_w, b"x")
 
-    def _close(self) -> None:
-        for sock in (self._client, self._upstream):
-            with contextlib.suppress(OSError):
-                sock.close()
-
-
-def _accept_loop(listener: socket.socket, target: tuple[str, int], delay: Delay) -> None:
-    while True:
-        client, _ = listener.accept()
+    def run(self) -> None:
         try:
-            upstream = socket.create_connection(target, timeout=10)
-        except OSError as exc:
-            print(f"delay_proxy: cannot connect to {target[0]}:{target[1]}: {exc}", file=sys.stderr)
-            client.close()
-            continue
-        upstream.settimeout(None)
-        for sock in (client, upstream):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _Link(client, upstream, delay).start()
+            while not self._stopped:
+                touched: set[_Link] = set()
+                for fd, events in self._epoll.poll():
+                    if fd in self._sockets:
+                        link, sock = self._sockets[fd]
+                        touched.add(link)
+                        try:
+                            self._ready(link, sock, events)
+                        except OSError:  # a reset on either side ends the connection
+                            self._close(link)
+                    elif fd in self._listeners:
+                        self._accept(*self._listeners[fd])
+                    elif fd == self._timer.fd:
+                        self._timer.fired()
+                self._send_due(touched)
+                for link in touched:
+                    self._update(link)
+                self._release()
+        finally:
+            for link, _sock in list(self._sockets.values()):
+                self._close(link)
+            self._release()
+            self._epoll.close()
+            wake, self._wake_w = self._wake_w, -1
+            for fd in (self._timer.fd, self._wake_r, wake):
+                os.close(fd)
+
+    def _ready(self, link: _Link, sock: socket.socket, events: int) -> None:
+        if events & select.EPOLLERR:
+            raise ConnectionResetError
+        outgoing, incoming = link.flows if sock is link.sockets[0] else link.flows[::-1]
+        if events & select.EPOLLOUT and incoming.blocked:
+            incoming.blocked = False
+            self._waiting.add(incoming)
+        if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and outgoing.reading:
+            outgoing.read(self.delay.seconds)
+            if outgoing.queue:
+                self._waiting.add(outgoing)
+
+    def _send_due(self, touched: set[_Link]) -> None:
+        now = time.monotonic()
+        for flow in list(self._waiting):
+            if flow.link.closed:
+                self._waiting.discard(flow)
+                continue
+            if flow.blocked or flow.queue[0][0] > now:
+                continue
+            touched.add(flow.link)
+            try:
+                flow.write(now)
+            except OSError:
+                self._close(flow.link)
+                continue
+            if not flow.queue:
+                self._waiting.discard(flow)
+        due = [flow.queue[0][0] for flow in self._waiting if not flow.blocked]
+        if due:
+            self._timer.set(min(due))
+
+    def _update(self, link: _Link) -> None:
+        """Close a finished connection; else wait on each socket for what its flows need."""
+        if link.closed:
+            return
+        if all(flow.done for flow in link.flows):
+            self._close(link)
+            return
+        for sock in link.sockets:
+            mask = link.mask(sock)
+            if mask != self._masks.get(sock.fileno()):
+                self._epoll.modify(sock, mask)
+                self._masks[sock.fileno()] = mask
+
+    def _accept(self, listener: socket.socket, target: tuple[str, int]) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except BlockingIOError:
+                return
+            try:
+                upstream = socket.create_connection(target, timeout=10)
+            except OSError as exc:
+                print(
+                    f"delay_proxy: cannot connect to {target[0]}:{target[1]}: {exc}",
+                    file=sys.stderr,
+                )
+                client.close()
+                continue
+            link = _Link(client, upstream)
+            for sock in link.sockets:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._sockets[sock.fileno()] = (link, sock)
+                self._masks[sock.fileno()] = select.EPOLLIN
+                self._epoll.register(sock, select.EPOLLIN)
+
+    def _close(self, link: _Link) -> None:
+        if link.closed:
+            return
+        link.closed = True
+        for sock in link.sockets:
+            self._sockets.pop(sock.fileno(), None)
+            self._masks.pop(sock.fileno(), None)
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(sock)
+        for flow in link.flows:
+            self._waiting.discard(flow)
+        # Closed later: a number closed now could be reused by a connection accepted in this
+        # same batch, and a later event of the batch for the old one taken for the new one's.
+        self._closed.append(link)
+
+    def _release(self) -> None:
+        for link in self._closed:
+            for sock in link.sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            for flow in link.flows:
+                flow.close()
+        self._closed.clear()
 
 
 def serve(
@@ -227,35 +410,27 @@ def serve(
     ready_file: str | None = None,
     delay_file: str | None = None,
 ) -> None:
-    """Run the proxy until the process is signalled; never returns normally.
+    """Run the proxy until the process gets SIGTERM or SIGINT.
 
     ``ready_file`` is created (atomically) once every listener is bound. With ``delay_file``,
     SIGUSR1 makes the proxy read a new one-way delay (ms) from it, for every link at once, and
     write what it applied to ``<delay_file>.applied``.
     """
     _tight_timers()
-    # Threads blocked in I/O release the GIL; a short switch interval keeps a
-    # busy thread from holding the others up for the default 5 ms.
-    sys.setswitchinterval(0.0002)
     listeners = _listeners(forwards, listen_netns)
-    delay = Delay(one_way_ms / 1000.0)
+    relay = Relay(Delay(one_way_ms / 1000.0))
     if delay_file:
-        signal.signal(signal.SIGUSR1, lambda *_: _reload(delay, delay_file))
+        signal.signal(signal.SIGUSR1, lambda *_: _reload(relay.delay, delay_file))
     for listener, forward in zip(listeners, forwards, strict=True):
-        threading.Thread(
-            target=_accept_loop,
-            args=(listener, forward.target, delay),
-            daemon=True,
-        ).start()
+        relay.listen(listener, forward.target)
     if ready_file:
         partial = f"{ready_file}.partial"
         with open(partial, "w", encoding="utf-8") as out:
             out.write(f"{os.getpid()}\n")
         os.replace(partial, ready_file)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+    signal.signal(signal.SIGINT, lambda *_: relay.stop())
+    relay.run()
 
 
 def _reload(delay: Delay, delay_file: str) -> None:

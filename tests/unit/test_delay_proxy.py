@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import statistics
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -18,27 +20,33 @@ ONE_WAY_S = 0.002
 
 @pytest.fixture
 def proxied() -> Iterator[socket.socket]:
-    """A client socket connected through the proxy to an echo server, both on loopback."""
+    """A client socket connected through the proxy to an echo server, all on loopback."""
     server = socket.create_server(("127.0.0.1", 0))
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def echo() -> None:
-        conn, _ = server.accept()
+    def echo(conn: socket.socket) -> None:
         with conn:
             while data := conn.recv(1 << 20):
                 conn.sendall(data)
             # The client's half-close arrived: answer with one of our own.
 
-    threading.Thread(target=echo, daemon=True).start()
-    threading.Thread(
-        target=delay_proxy._accept_loop,
-        args=(listener, server.getsockname(), delay_proxy.Delay(ONE_WAY_S)),
-        daemon=True,
-    ).start()
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the server is closed at the end
+            while True:
+                threading.Thread(target=echo, args=(server.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    relay = delay_proxy.Relay(delay_proxy.Delay(ONE_WAY_S))
+    relay.listen(listener, server.getsockname())
+    loop = threading.Thread(target=relay.run, daemon=True)
+    loop.start()
     client = socket.create_connection(listener.getsockname(), timeout=30)
     try:
         yield client
     finally:
+        relay.stop()
+        loop.join(timeout=30)
+        assert not loop.is_alive()
         for sock in (client, listener, server):
             sock.close()
 
@@ -71,3 +79,63 @@ def test_each_round_trip_takes_the_delay_both_ways(proxied: socket.socket) -> No
     # Through the proxy to the server, and through it again on the way back.
     assert min(times) >= 2 * ONE_WAY_S
     assert statistics.median(times) < 2 * ONE_WAY_S + 0.05  # and not far beyond, here
+
+
+def test_slow_readers_on_many_connections_get_every_byte(proxied: socket.socket) -> None:
+    """Readers slower than the proxy fill its pipes and their sockets: it must wait, not drop."""
+    listener_address = proxied.getpeername()
+    data = [os.urandom(3 << 20) for _ in range(4)]
+    clients = [socket.create_connection(listener_address, timeout=30) for _ in data]
+    clients.append(proxied)
+    data.append(os.urandom(1 << 20))  # the fixture's connection, one more at once
+    got = [bytearray() for _ in clients]
+
+    def send(sock: socket.socket, payload: bytes) -> None:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+
+    def read_slowly(sock: socket.socket, into: bytearray) -> None:
+        while chunk := sock.recv(4096):
+            into += chunk
+
+    threads = [
+        threading.Thread(target=fn, args=args)
+        for sock, payload, into in zip(clients, data, got, strict=True)
+        for fn, args in ((send, (sock, payload)), (read_slowly, (sock, into)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [bytes(g) == d for g, d in zip(got, data, strict=True)] == [True] * len(data)
+    for sock in clients[:-1]:
+        sock.close()
+
+
+def test_a_reset_upstream_ends_its_connection_and_the_proxy_serves_on() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server(("127.0.0.1", 0))
+    relay = delay_proxy.Relay(delay_proxy.Delay(ONE_WAY_S))
+    relay.listen(listener, server.getsockname())
+    loop = threading.Thread(target=relay.run, daemon=True)
+    loop.start()
+    try:
+        first = socket.create_connection(listener.getsockname(), timeout=30)
+        conn, _ = server.accept()
+        # Close with a reset (linger 0) rather than a FIN.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        with contextlib.suppress(ConnectionResetError):  # an end, either way; not a hang
+            assert first.recv(100) == b""
+        first.close()
+        second = socket.create_connection(listener.getsockname(), timeout=30)
+        conn, _ = server.accept()
+        second.sendall(b"still here")
+        assert conn.recv(100) == b"still here"
+        for sock in (second, conn):
+            sock.close()
+    finally:
+        relay.stop()
+        loop.join(timeout=30)
+        for sock in (listener, server):
+            sock.close()
