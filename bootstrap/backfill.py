@@ -3,7 +3,8 @@
 A new container's warm start hydrates first what the worker's imports open (bootstrap/packed.py,
 split_rest: everything but the Python source of modules the smoke test did not import, stubs
 and C headers), activates the env and imports; on an audio env that first part is about a third
-of the small files. A child process hydrates the rest meanwhile, on the other core:
+of the small files. A child process hydrates the rest meanwhile, at the lowest priority (nice
+19), on what CPU the worker's imports leave:
 
 1. the rest's archives are streamed from the volume, checked against the manifest and unpacked
    into <local env>/rest, beside the env's site;
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 REST = "rest"  # beside site in the local env, while the rest is unpacked
 DAMAGED = 3  # the child's exit status when the rest on the volume is damaged
+NICE = 19  # the child's priority: the lowest, as for any background work
 
 
 class Backfill:
@@ -224,6 +226,10 @@ def main(argv: list[str]) -> int:
     from .packed import DamagedEnvError, unpack_rest
     from .settings import FAILPOINT
 
+    # Behind the worker's own imports: the scheduler would otherwise share the cores evenly
+    # between them and this child's tar, decompression and the volume's client, and the worker
+    # took 0.7 s longer to import (audio, +1 ms; BENCHMARKS.md). Threads and tar inherit it.
+    os.nice(NICE)
     cache_root, key, local_env_arg, manifest_sha256, lock_fd = argv
     layout = Layout(Path(cache_root))
     env_dir, local_env = layout.env_dir(key), Path(local_env_arg)
