@@ -190,7 +190,15 @@ def bench_handler(
 
 
 def install(env: dict[str, str]) -> tuple[float, float]:
-    """(seconds to ready, seconds to the process's end): a packed env is published after."""
+    """(seconds to ready, seconds to the process's end): a packed env is published after.
+
+    Each starts on a machine at rest: the gigabytes the install before it wrote are written
+    back first (they slowed the next install's disk by 2 to 8 s, so whichever kind ran second
+    lost), and the page cache is empty, as on a new node.
+    """
+    os.sync()
+    if not drop_page_cache():
+        raise SystemExit("cannot drop the page cache (needs root): the figures would lie")
     took, run = run_timed([sys.executable, "-m", "bootstrap", "install"], env)
     ready = re.search(r"state=ready env=\S+ cold in ([0-9.]+) s", run.stderr)
     if ready is None:

@@ -32,20 +32,25 @@ if os.environ.get("RUNPOD_SLIM_HOT_PAGES"):
     # The large files out of the page cache first. Cached as the install wrote them (in large
     # folios), each page an import touches is mapped with its whole folio: the record of an
     # audio env held 312 MB where the imports touch 219 MB, all read ahead at every start.
-    for folder, _dirs, names in os.walk(target):
-        for name in names:
-            path = os.path.join(folder, name)
-            try:
-                if os.path.islink(path) or os.path.getsize(path) < 1 << 20:
-                    continue
-                fd = os.open(path, os.O_RDONLY)
+    # Only clean pages leave; one still dirty stays, and with it its folio in the record (more
+    # read ahead, never less). Waiting for write-back (fdatasync) cost a cold start 1.7 s.
+    folders = [target]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
                 try:
-                    os.fdatasync(fd)  # dirty pages are not dropped
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False) and entry.stat(
+                        follow_symlinks=False
+                    ).st_size >= 1 << 20:
+                        fd = os.open(entry.path, os.O_RDONLY)
+                        try:
+                            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                        finally:
+                            os.close(fd)
+                except OSError:
+                    pass
     # Every file the path finder found for these imports: a module may take another's place in
     # sys.modules (torch._VF does) and so leave no __file__ there to find afterwards.
     from importlib.machinery import PathFinder

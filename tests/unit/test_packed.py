@@ -154,9 +154,12 @@ def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> 
 
     site = tmp_path / "site"
     (site / "mapper").mkdir(parents=True)
-    # Left in the page cache as written: the child takes it out before it imports, or the
-    # kernel would map whole cached folios around each page touched.
-    (site / "mapper" / "blob.bin").write_bytes(os.urandom(16 * BIG))
+    with (site / "mapper" / "blob.bin").open("wb") as blob:
+        blob.write(os.urandom(16 * BIG))
+        blob.flush()
+        # Written back, but left in the page cache: the child takes it out before it imports,
+        # or the kernel would map whole cached folios around each page touched.
+        os.fsync(blob.fileno())
     (site / "mapper" / "__init__.py").write_text(
         "import mmap, os\n"
         "_f = open(os.path.join(os.path.dirname(__file__), 'blob.bin'), 'rb')\n"
