@@ -6,12 +6,13 @@ instead.  One thread runs one ``epoll`` loop for every connection: what a
 socket has is spliced into a pipe per direction (``splice(2)``: the bytes stay
 in the kernel) and queued with the time it is due, one delay after it
 arrived; a ``timerfd`` wakes the loop at the next due time, and the bytes are
-spliced on to the other socket.  An earlier version ran two threads per
-direction and cost about 1 CPU second per audio start at 1 ms, nearly all of
-it in futex calls (threads waking each other per chunk); the machine's two
-cores are shared with the volume's servers and the worker being measured, so
-what the proxy spends is taken from them.  The fixture's CPU is reported
-beside every figure it serves (bench/bench_volume.py).  Order is kept,
+spliced on to the other socket.  The machine's two cores are shared with the
+volume's servers and the worker being measured, so what the proxy spends is
+taken from them.  Per warm audio start at 1 ms it spends 0.7-0.85 CPU seconds,
+about half of it in the kernel (splice, TCP); an earlier version, with two
+threads per direction, spent 0.85-1.0 (scratch runs, 2026-12-01), and ran with
+64 KiB pipes where it meant 4 MiB (see ``_PIPE_BYTES``).  The fixture's CPU is
+reported beside every figure it serves (bench/bench_volume.py).  Order is kept,
 throughput is not limited (but for the pipe's size in flight per direction),
 and half-closes travel through.
 
