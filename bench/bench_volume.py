@@ -193,8 +193,9 @@ def install(env: dict[str, str]) -> tuple[float, float]:
     """(seconds to ready, seconds to the process's end): a packed env is published after.
 
     Each starts on a machine at rest: the gigabytes the install before it wrote are written
-    back first (they slowed the next install's disk by 2 to 8 s, so whichever kind ran second
-    lost), and the page cache is empty, as on a new node.
+    back first (in a scratch run they made the next install's download and install take
+    25.5 s instead of 17.8 s: whichever kind ran second lost), and the page cache is empty,
+    as on a new node.
     """
     os.sync()
     if not drop_page_cache():
