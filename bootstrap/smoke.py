@@ -154,8 +154,8 @@ if hot:
                         ranges.setdefault(rel, []).append(offset + i * page)
     except OSError:
         ranges = {}
-    # Holes of up to 16 KiB are read with their neighbours. (256 KiB, before, made an audio
-    # env's 219 MB of mapped pages 350 MB to read through the volume: BENCHMARKS.md.)
+    # Holes of up to 16 KiB are read with their neighbours. (256 KiB, before, added 50 MB to
+    # the 219 MB an audio env's imports map, all read through the volume at every start.)
     merged = {}
     for rel, offsets in ranges.items():
         spans = []
