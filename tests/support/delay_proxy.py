@@ -35,6 +35,7 @@ import collections
 import contextlib
 import ctypes
 import fcntl
+import functools
 import os
 import select
 import signal
@@ -225,15 +226,20 @@ class _Flow:
 
 def _grow(pipe: int) -> None:
     """Make the pipe as large as allowed, up to _PIPE_BYTES."""
-    try:
-        with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as limit:
-            allowed = int(limit.read())
-    except (OSError, ValueError):
-        allowed = 1 << 20
-    for size in dict.fromkeys((_PIPE_BYTES, min(_PIPE_BYTES, allowed))):
+    for size in dict.fromkeys((_PIPE_BYTES, min(_PIPE_BYTES, _pipe_max_size()))):
         with contextlib.suppress(OSError):  # a smaller pipe only limits what is in flight
             fcntl.fcntl(pipe, _F_SETPIPE_SZ, size)
             return
+
+
+@functools.cache
+def _pipe_max_size() -> int:
+    """The largest pipe a process without CAP_SYS_RESOURCE may have (read once)."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as limit:
+            return int(limit.read())
+    except (OSError, ValueError):
+        return 1 << 20
 
 
 class _Link:
@@ -244,9 +250,13 @@ class _Link:
         self.flows = (_Flow(self, client, upstream), _Flow(self, upstream, client))
         self.closed = False
 
+    def flows_of(self, sock: socket.socket) -> tuple[_Flow, _Flow]:
+        """(the flow that reads ``sock``, the flow that writes to it)."""
+        return self.flows if sock is self.sockets[0] else (self.flows[1], self.flows[0])
+
     def mask(self, sock: socket.socket) -> int:
         """What to wait for on ``sock``: bytes to read from it, room to write to it."""
-        outgoing, incoming = self.flows if sock is self.sockets[0] else self.flows[::-1]
+        outgoing, incoming = self.flows_of(sock)
         mask = select.EPOLLIN if outgoing.reading else 0
         return mask | (select.EPOLLOUT if incoming.blocked else 0)
 
@@ -313,7 +323,7 @@ class Relay:
     def _ready(self, link: _Link, sock: socket.socket, events: int) -> None:
         if events & select.EPOLLERR:
             raise ConnectionResetError
-        outgoing, incoming = link.flows if sock is link.sockets[0] else link.flows[::-1]
+        outgoing, incoming = link.flows_of(sock)
         if events & select.EPOLLOUT and incoming.blocked:
             incoming.blocked = False
             self._waiting.add(incoming)
