@@ -63,7 +63,9 @@ REST_SUFFIXES = (
     ".h", ".hh", ".hpp", ".hxx", ".cuh", ".inl", ".c", ".cc", ".cpp", ".cxx", ".cu",
 )  # fmt: skip
 _EXTENSION_MODULE = re.compile(r"\.(cpython-[0-9]+[^./]*|abi3)\.so$")
+_SHARED_LIBRARY = re.compile(r"\.so(\.[0-9]+)*$")
 _CHUNK = 4 << 20
+_GROUP = 8 << 20  # what one read-ahead task reads at most (_read_ahead)
 # Streams at once: MooseFS serves parallel streams well (RunPod PR #538: 4-8x serial), and
 # the hashing releases the GIL, so a few threads keep both cores and the network busy.
 WORKERS = 6
@@ -130,31 +132,70 @@ def split_rest(
 
     The rest is what a worker's imports do not open: the source, bytecode and extension
     modules of modules the smoke test did not import, stubs, and C sources and headers (read
-    by compilers, at a job's first kernel build at the earliest). A worker imports while the
-    rest is hydrated beside its env and moved in (bootstrap/backfill.py), so the rest must
-    never make a package look other than it is: a package's __init__.py is never in the rest
-    when its directory exists without the rest, or that directory would import as an empty
-    namespace package.
+    by compilers, at a job's first kernel build at the earliest); and the data of a package
+    none of whose modules the smoke test loaded (botocore's service models, matplotlib's fonts:
+    46 MB of the 145 MB an audio env's imports otherwise wait for), unless its imports opened
+    it (`loaded` holds what Python opened too) or it is a shared library (the dynamic linker
+    loads those by path, for any package).
+
+    A worker imports while the rest is hydrated beside its env and moved in
+    (bootstrap/backfill.py), so the rest must never make a package look other than it is: a
+    package's __init__.py is never in the rest when its directory exists without the rest, or
+    that directory would import as an empty namespace package; and a package's data goes to
+    the rest only with the whole package, so that importing it waits for the rest, and never
+    takes the directory of a namespace package with it.
     """
-    later: list[tuple[str, int]] = []
-    first: list[tuple[str, int]] = []
-    for rel, size in small:
-        if (
-            (rel.endswith(REST_SUFFIXES) or _EXTENSION_MODULE.search(rel))
-            and rel not in loaded
-            and rel not in not_files
-        ):
-            later.append((rel, size))
-        else:
-            first.append((rel, size))
-    present = _directories(first)
-    inits = {
-        (rel, size)
-        for rel, size in later
+    packages = {os.path.dirname(rel) for rel, _size in small if rel.endswith("/__init__.py")}
+    used = {_package(rel, packages) for rel in loaded}
+    later: set[str] = set()
+    idle: dict[str, list[str]] = {}  # package -> its data, if the package is not used
+    for rel, _size in small:
+        if rel in loaded or rel in not_files:
+            continue
+        if rel.endswith(REST_SUFFIXES) or _EXTENSION_MODULE.search(rel):
+            later.add(rel)
+        elif not _SHARED_LIBRARY.search(rel):
+            package = _package(rel, packages)
+            if package is not None and package not in used:
+                idle.setdefault(package, []).append(rel)
+    waiting = later.union(*idle.values())
+    present = _directories(entry for entry in small if entry[0] not in waiting)
+    for package, data in idle.items():
+        # Else something of it is there at once: its data too. And a namespace package that
+        # holds it never goes for data moved: .pth files run before the rest is in, and a
+        # namespace package's -nspkg.pth (pyannote's) fails without its directory.
+        above = _above(package)
+        if package not in present and all(d in present for d in above if d not in packages):
+            later.update(data)
+    present = _directories(entry for entry in small if entry[0] not in later)
+    later -= {
+        rel
+        for rel in later
         if os.path.basename(rel) == "__init__.py" and os.path.dirname(rel) in present
     }
-    first += sorted(inits)
-    return tuple(first), tuple(entry for entry in later if entry not in inits)
+    return (
+        tuple(entry for entry in small if entry[0] not in later),
+        tuple(entry for entry in small if entry[0] in later),
+    )
+
+
+def _above(folder: str) -> list[str]:
+    """The directories `folder` lies in, below the site (pure): "a/b/c" -> ["a/b", "a"]."""
+    above = []
+    while "/" in folder:
+        folder = os.path.dirname(folder)
+        above.append(folder)
+    return above
+
+
+def _package(rel: str, packages: set[str]) -> str | None:
+    """The innermost package directory `rel` lies in (pure); None outside any."""
+    folder = os.path.dirname(rel)
+    while folder:
+        if folder in packages:
+            return folder
+        folder = os.path.dirname(folder)
+    return None
 
 
 def rest_names(
@@ -337,9 +378,11 @@ def hydrate(
         os.symlink(os.path.abspath(source), target)  # a relative cache path stays valid
 
     ahead = [] if copy_big else _read_ahead(volume_parts / BIG, hot or {})
-    # Archives first: they create the directories the big files land in.
-    _unpack_all(volume_parts, archives, site, ahead)
-    parallel([functools.partial(place, entry) for entry in bigs])
+    # All at once: each large file's check costs a round trip to the volume (0.1 s for an audio
+    # env's 148 at +1 ms, when they came after the archives). Its directories may then exist
+    # before an archive makes them, which archives packed here take in their stride (see
+    # _unpack_all).
+    _unpack_all(volume_parts, archives, site, ahead + [functools.partial(place, e) for e in bigs])
 
 
 def unpack_rest(env_dir: Path, parts: dict[str, object], target: Path) -> int:
@@ -410,22 +453,49 @@ def _unpack(volume_parts: Path, entry: dict[str, object], target: Path) -> None:
 
 
 def _read_ahead(big_dir: Path, hot: dict[str, list[list[int]]]) -> list[Callable[[], None]]:
-    """Tasks that read the hot ranges of the large files into the page cache, largest first."""
+    """Tasks that read the hot ranges of the large files into the page cache, largest first.
 
-    def read(rel: str, spans: list[list[int]]) -> None:
+    A task reads at most _GROUP bytes, so that the hottest files (56 and 51 MB of an audio
+    env's 219) are read by several threads, not each by one while the others are done.
+    """
+
+    def read(rel: str, spans: list[tuple[int, int]]) -> None:
         with contextlib.suppress(OSError):  # only a head start: what is read is checked later
             fd = os.open(big_dir / rel, os.O_RDONLY)
-            buffer = memoryview(bytearray(_CHUNK))  # one per file, reused: no fresh pages
+            buffer = memoryview(bytearray(min(_CHUNK, _GROUP)))  # reused: no fresh pages
             try:
                 for start, length in spans:
-                    for at in range(start, start + length, _CHUNK):
-                        if not os.preadv(fd, [buffer[: min(_CHUNK, start + length - at)]], at):
+                    for at in range(start, start + length, len(buffer)):
+                        if not os.preadv(fd, [buffer[: min(len(buffer), start + length - at)]], at):
                             break
             finally:
                 os.close(fd)
 
-    hottest = sorted(hot.items(), key=lambda item: -sum(n for _s, n in item[1]))
-    return [functools.partial(read, rel, spans) for rel, spans in hottest if ".." not in rel]
+    groups = [
+        (rel, group)
+        for rel, spans in hot.items()
+        if ".." not in rel
+        for group in spans_in_groups(spans, _GROUP)
+    ]
+    groups.sort(key=lambda item: -sum(n for _s, n in item[1]))
+    return [functools.partial(read, rel, group) for rel, group in groups]
+
+
+def spans_in_groups(spans: list[list[int]], limit: int) -> list[list[tuple[int, int]]]:
+    """Consecutive (offset, length) spans in groups of at most `limit` bytes (pure; a span
+    larger than what its group has left is cut)."""
+    groups: list[list[tuple[int, int]]] = [[]]
+    room = limit
+    for start, length in spans:
+        at, end = start, start + length
+        while at < end:
+            if room == 0:
+                groups.append([])
+                room = limit
+            take = min(end - at, room)
+            groups[-1].append((at, take))
+            at, room = at + take, room - take
+    return groups if groups[0] else []
 
 
 def parallel(tasks: list[Callable[[], T]], workers: int = WORKERS) -> list[T]:

@@ -64,7 +64,8 @@ def _publish_packed(
         with ctx.log.phase("publish") as phase:
             parts_staging = new_staging(ctx.layout, key)
             site = local_env / "site"
-            loaded = read_touched(local_env / TOUCHED).modules or None
+            touched = read_touched(local_env / TOUCHED)
+            loaded = touched.modules | touched.opened if touched.modules else None
             manifest["parts"] = parts = pack(site, parts_staging, scan(site, loaded))
             failpoint(ctx.settings, "after-pack")
             write_manifest(parts_staging, manifest)

@@ -64,6 +64,19 @@ if os.environ.get("RUNPOD_SLIM_HOT_PAGES"):
 
     PathFinder.find_spec = classmethod(_seen)
 
+    # And every file Python opens meanwhile: a package's data that an import reads must be on
+    # disk before the worker imports, even when that package's own modules are not loaded.
+    opened = set()
+
+    def _audit(event, args):
+        if event == "open":
+            try:
+                opened.add(os.fsdecode(args[0]))
+            except TypeError:  # a file descriptor: no path
+                pass
+
+    sys.addaudithook(_audit)
+
 def inside(module):
     # A namespace package has no __file__, only __path__.
     places = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", None) or [])
@@ -167,16 +180,22 @@ if hot:
         merged[rel] = spans
     # And which module files they loaded: a packed env hydrates those (with everything that is
     # not Python source) before the worker imports, and the rest of its source meanwhile.
-    loaded = set()
+    def inside_site(paths):
+        inside = set()
+        for path in paths:
+            path = os.path.realpath(path)
+            if path.startswith(real) and os.path.isfile(path):
+                inside.add(os.path.relpath(path, real))
+        return sorted(inside)
+
     for module in list(sys.modules.values()):
         for path in (getattr(module, "__file__", None), getattr(module, "__cached__", None)):
             if isinstance(path, str):
                 found.add(path)
-    for path in found:
-        if os.path.realpath(path).startswith(real) and os.path.exists(path):
-            loaded.add(os.path.relpath(os.path.realpath(path), real))
     with open(hot, "w") as out:
-        json.dump({"pages": merged, "modules": sorted(loaded)}, out)
+        json.dump(
+            {"pages": merged, "modules": inside_site(found), "opened": inside_site(opened)}, out
+        )
 print("smoke: ok", flush=True)
 """
 _FAILED = "smoke-failed\t"
@@ -189,6 +208,7 @@ class Touched:
 
     pages: dict[str, list[list[int]]]  # large file -> [offset, length] ranges
     modules: frozenset[str]  # the module files (.py, .pyc, .so) they loaded, relative to site
+    opened: frozenset[str] = frozenset()  # the files Python opened for them, as well
 
 
 def read_touched(path: Path) -> Touched:
@@ -200,13 +220,15 @@ def read_touched(path: Path) -> Touched:
         data = None
     if not isinstance(data, dict):
         return Touched({}, frozenset())
-    pages, modules = data.get("pages"), data.get("modules")
-    return Touched(
-        pages if isinstance(pages, dict) else {},
-        frozenset(m for m in modules if isinstance(m, str))
-        if isinstance(modules, list)
-        else frozenset(),
-    )
+    pages = data.get("pages")
+
+    def paths(key: str) -> frozenset[str]:
+        found = data.get(key)
+        if not isinstance(found, list):
+            return frozenset()
+        return frozenset(p for p in found if isinstance(p, str))
+
+    return Touched(pages if isinstance(pages, dict) else {}, paths("modules"), paths("opened"))
 
 
 class RequirementImportError(SmokeTestError):

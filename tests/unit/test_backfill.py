@@ -35,8 +35,19 @@ def make_site(root: Path) -> Path:
         "idle/__init__.py": "IDLE = 3\n",  # a package nothing imports: all of it is rest
         "idle/deep/__init__.py": "",
         "idle/deep/leaf.py": "LEAF = 4\n",
-        "mixed/__init__.py": "",  # not imported, but its directory holds data: stays first
+        "mixed/__init__.py": "",  # not imported, with data: all of it is rest as well
         "mixed/table.bin": "x" * 100,
+        "used/extra/__init__.py": "",  # a subpackage nothing imports: its data goes with it
+        "used/extra/assets/icon.png": "PNG",
+        "used/extra/helper.py": "HELP = 7\n",
+        "spaced/sub/__init__.py": "",  # in a namespace package that would vanish: stays
+        "spaced/sub/table.bin": "z" * 100,
+        "linked/__init__.py": "",  # not imported, but a shared library keeps it there at once
+        "linked/table.bin": "y" * 100,
+        "linked/libcodec.so.2": "ELF",
+        "read/__init__.py": "",  # not imported, but an import opened its data
+        "read/words.txt": "words\n",
+        "top.json": "{}",  # data outside any package
         "mixed/tool.py": "TOOL = 5\n",
         "mixed/kernel.cu": "__global__ void k() {}\n",
         "mixed/_fast.abi3.so": "ELF",
@@ -51,7 +62,12 @@ def make_site(root: Path) -> Path:
 
 
 LOADED = frozenset(
-    {"used/__init__.py", "used/core.py", "used/_speed.cpython-311-x86_64-linux-gnu.so"}
+    {
+        "used/__init__.py",
+        "used/core.py",
+        "used/_speed.cpython-311-x86_64-linux-gnu.so",
+        "read/words.txt",  # opened, not imported
+    }
 )
 
 
@@ -67,6 +83,11 @@ def test_the_rest_is_source_the_imports_do_not_open(tmp_path: Path) -> None:
         "idle/__init__.py",
         "idle/deep/__init__.py",
         "idle/deep/leaf.py",
+        "mixed/__init__.py",
+        "mixed/table.bin",
+        "used/extra/__init__.py",
+        "used/extra/assets/icon.png",
+        "used/extra/helper.py",
         "mixed/tool.py",
         "mixed/kernel.cu",
         "mixed/_fast.abi3.so",
@@ -74,9 +95,13 @@ def test_the_rest_is_source_the_imports_do_not_open(tmp_path: Path) -> None:
         "solo.py",
         "torch/include/ATen/core.h",
     }
-    # What the imports open, data, metadata, and the __init__.py of every package directory
-    # that exists without the rest (else it would import as an empty namespace package).
-    assert {"used/core.py", "used/data.json", "mixed/__init__.py"} <= names(tree.small)
+    # What the imports open, the data of the packages they use, metadata, and the __init__.py
+    # of every package directory that exists without the rest (else it would import as an
+    # empty namespace package), with that package's data.
+    assert {"used/core.py", "used/data.json", "top.json"} <= names(tree.small)
+    assert {"spaced/sub/__init__.py", "spaced/sub/table.bin"} <= names(tree.small)
+    assert {"linked/__init__.py", "linked/table.bin", "linked/libcodec.so.2"} <= names(tree.small)
+    assert {"read/__init__.py", "read/words.txt"} <= names(tree.small)
     assert {"used/_speed.cpython-311-x86_64-linux-gnu.so", "used/libhelper.so.1"} <= names(
         tree.small
     )
@@ -99,13 +124,13 @@ def test_links_and_empty_directories_stay_first_whatever_their_names(tmp_path: P
 def test_the_rest_names_what_only_it_can_satisfy_and_not_what_lies_inside(tmp_path: Path) -> None:
     site = make_site(tmp_path)
     tree = scan(site, LOADED)
-    # used.spare and used._spare are modules of the rest in a package that is there at once;
-    # idle is a package of the rest (idle.deep inside it waits for idle first); torch only
-    # holds headers, but would import as a namespace package once they are in.
+    # used.spare and used._spare are modules of the rest in a package that is there at once,
+    # as used.extra is a package of the rest; idle and mixed are packages of the rest
+    # (idle.deep inside it waits for idle first); torch only holds headers, but would import
+    # as a namespace package once they are in.
     assert rest_names(tree.small, tree.rest) == {
-        "": "idle solo torch",
-        "mixed": "_fast tool",
-        "used": "_spare spare",
+        "": "idle mixed solo torch",
+        "used": "_spare extra spare",
     }
     assert rest_names((("a/__init__.py", 1),), (("a/b/c.py", 1), ("d.pyc", 1))) == {
         "a": "b",

@@ -166,7 +166,12 @@ def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> 
         "_m = mmap.mmap(_f.fileno(), 0, prot=mmap.PROT_READ)\n"
         "_m[0]; _m[12 * 1024 * 1024]; _m[12 * 1024 * 1024 + 320 * 1024]\n"  # 12 MiB, 320 KiB apart
         "from mapper import _swapped\n"
+        "open(os.path.join(os.path.dirname(__file__), '..', 'lexicon', 'words.txt')).read()\n"
     )
+    # A package nothing imports, whose data an import reads all the same.
+    (site / "lexicon").mkdir()
+    (site / "lexicon" / "__init__.py").write_text("")
+    (site / "lexicon" / "words.txt").write_text("words\n")
     # A module that puts another object in its place in sys.modules (as torch._VF does) leaves
     # no __file__ there; the file was loaded all the same.
     (site / "mapper" / "_swapped.py").write_text(
@@ -184,6 +189,8 @@ def test_the_smoke_child_records_the_pages_its_imports_touch(tmp_path: Path) -> 
     assert "mapper/__init__.py" in touched["modules"]  # and its bytecode, where it was written
     assert "mapper/_swapped.py" in touched["modules"]
     assert all(m.startswith("mapper/") for m in touched["modules"])  # nothing from outside
+    assert {"lexicon/words.txt", "mapper/blob.bin", "mapper/__init__.py"} <= set(touched["opened"])
+    assert all(m.startswith(("mapper/", "lexicon/")) for m in touched["opened"])
     page = os.sysconf("SC_PAGE_SIZE")
     # The kernel maps a few neighbours too (fault-around, large folios); the places stay apart,
     # even 320 KiB apart (what lies between is not read ahead).
@@ -209,6 +216,31 @@ def test_hydrate_reads_hot_ranges_ahead_and_ignores_bad_ones(tmp_path: Path) -> 
     hydrate(env, parts, out, copy_big=False, hot=hot)
     assert tree(out) == tree(site)
     assert resident(native, 0, 8192) and resident(native, BIG, 4096)
+
+
+def test_hot_ranges_are_read_by_tasks_of_a_few_megabytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's hot ranges are shared out among tasks of at most _GROUP bytes, all read."""
+    assert packed.spans_in_groups([[0, 5], [10, 3], [20, 9]], 6) == [
+        [(0, 5), (10, 1)],
+        [(11, 2), (20, 4)],
+        [(24, 5)],
+    ]
+    assert packed.spans_in_groups([[0, 12]], 6) == [[(0, 6)], [(6, 6)]]
+    assert packed.spans_in_groups([], 6) == []
+    site = make_site(tmp_path)
+    env = tmp_path / "volume-env"
+    pack(site, env)
+    native = env / "parts" / "big" / "pkg" / "_native.so"
+    evict(native)
+    monkeypatch.setattr(packed, "_GROUP", 64 << 10)
+    tasks = packed._read_ahead(env / "parts" / "big", {"pkg/_native.so": [[0, 256 << 10]]})
+    assert len(tasks) == 4
+    assert not resident(native, 0, 256 << 10)
+    for task in tasks:
+        task()
+    assert resident(native, 0, 256 << 10)
 
 
 def evict(path: Path) -> None:
