@@ -366,6 +366,7 @@ def hydrate(
         try:
             if copy_big:
                 with source.open("rb") as src:
+                    _sequential(src.fileno())
                     _stream(_checked(src, source, entry), target)
                 if entry.get("executable"):
                     os.chmod(target, 0o755)
@@ -442,6 +443,7 @@ def _unpack(volume_parts: Path, entry: dict[str, object], target: Path) -> None:
     source = volume_parts / str(entry["name"])
     try:
         with source.open("rb") as src:
+            _sequential(src.fileno())
             chunks = _checked(src, source, entry)
             if entry.get("codec", "gzip") == "zstd":
                 unpacked = _unzstd(chunks, source)
@@ -462,6 +464,7 @@ def _read_ahead(big_dir: Path, hot: dict[str, list[list[int]]]) -> list[Callable
     def read(rel: str, spans: list[tuple[int, int]]) -> None:
         with contextlib.suppress(OSError):  # only a head start: what is read is checked later
             fd = os.open(big_dir / rel, os.O_RDONLY)
+            _sequential(fd)
             buffer = memoryview(bytearray(min(_CHUNK, _GROUP)))  # reused: no fresh pages
             try:
                 for start, length in spans:
@@ -479,6 +482,15 @@ def _read_ahead(big_dir: Path, hot: dict[str, list[list[int]]]) -> list[Callable
     ]
     groups.sort(key=lambda item: -sum(n for _s, n in item[1]))
     return [functools.partial(read, rel, group) for rel, group in groups]
+
+
+def _sequential(fd: int) -> None:
+    """Tell the kernel a file on the volume is read front to back: it then reads ahead twice
+    as far, and asks the volume's client (FUSE) for 256 KiB at a time instead of 128 KiB. An
+    audio start at +1 ms sent 1,390 read requests instead of 2,200 for its hot ranges, and the
+    volume's processes spent 0.5 CPU-s less on the start (scratch runs, BENCHMARKS.md)."""
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
 
 def spans_in_groups(spans: list[list[int]], limit: int) -> list[list[tuple[int, int]]]:
