@@ -134,7 +134,7 @@ def split_rest(
     modules of modules the smoke test did not import, stubs, and C sources and headers (read
     by compilers, at a job's first kernel build at the earliest); and the data of a package
     none of whose modules the smoke test loaded (botocore's service models, matplotlib's fonts:
-    46 MB of the 145 MB an audio env's imports otherwise wait for), unless its imports opened
+    44 MB of the 145 MB an audio env's imports otherwise wait for), unless its imports opened
     it (`loaded` holds what Python opened too) or it is a shared library (the dynamic linker
     loads those by path, for any package).
 
