@@ -461,11 +461,15 @@ def _read_ahead(big_dir: Path, hot: dict[str, list[list[int]]]) -> list[Callable
     env's 219) are read by several threads, not each by one while the others are done.
     """
 
+    buffers = threading.local()  # one per thread, reused: no fresh pages for every task
+
     def read(rel: str, spans: list[tuple[int, int]]) -> None:
+        buffer = getattr(buffers, "buffer", None)
+        if buffer is None:
+            buffer = buffers.buffer = memoryview(bytearray(min(_CHUNK, _GROUP)))
         with contextlib.suppress(OSError):  # only a head start: what is read is checked later
             fd = os.open(big_dir / rel, os.O_RDONLY)
             _sequential(fd)
-            buffer = memoryview(bytearray(min(_CHUNK, _GROUP)))  # reused: no fresh pages
             try:
                 for start, length in spans:
                     for at in range(start, start + length, len(buffer)):
