@@ -164,7 +164,7 @@ def split_rest(
         # Else something of it is there at once: its data too. And a namespace package that
         # holds it never goes for data moved: .pth files run before the rest is in, and a
         # namespace package's -nspkg.pth (pyannote's) fails without its directory.
-        above = _above(package)
+        above = _directories([(package, 0)])  # the directories it lies in
         if package not in present and all(d in present for d in above if d not in packages):
             later.update(data)
     present = _directories(entry for entry in small if entry[0] not in later)
@@ -177,15 +177,6 @@ def split_rest(
         tuple(entry for entry in small if entry[0] not in later),
         tuple(entry for entry in small if entry[0] in later),
     )
-
-
-def _above(folder: str) -> list[str]:
-    """The directories `folder` lies in, below the site (pure): "a/b/c" -> ["a/b", "a"]."""
-    above = []
-    while "/" in folder:
-        folder = os.path.dirname(folder)
-        above.append(folder)
-    return above
 
 
 def _package(rel: str, packages: set[str]) -> str | None:
